@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Run one busted spec file inside the engine, with the shared test servers.
+# usage: run_spec.sh AENGINE SERVERS_DIR SPEC_FILE
+set -euo pipefail
+aengine=$1
+servers=$2
+spec=$3
+# shellcheck disable=SC1091
+[ -f "$servers/env" ] && . "$servers/env"
+export AE_TEST_AENGINE="$aengine"
+export AE_LOG_LEVEL=${AE_LOG_LEVEL:-WARNING}
+exec "$aengine" test --output=plainTerminal "$spec"
