@@ -8,5 +8,8 @@ spec=$3
 # shellcheck disable=SC1091
 [ -f "$servers/env" ] && . "$servers/env"
 export AE_TEST_AENGINE="$aengine"
+# the bindings' default connections, as the original services' variables
+export NATS_SERVER1=${AE_TEST_NATS_URL:-}
+export REDIS_HOSTNAME=${AE_TEST_REDIS_URL:-}
 export AE_LOG_LEVEL=${AE_LOG_LEVEL:-WARNING}
 exec "$aengine" test --output=plainTerminal "$spec"
