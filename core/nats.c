@@ -1,0 +1,1285 @@
+/* nats.c - the C half of ae.nats (module "ae.core.nats"): NATS connections on
+ * nats.c 3.4, subscriptions as unit resources, and non-blocking requests over
+ * one multiplexed inbox per connection, timed on the engine clock.
+ *
+ * Threads: nats.c runs its own threads (reader, flusher, reconnect, one
+ * delivery thread per subscription, an async-callback thread for connection
+ * events). Their callbacks only queue natsMsg pointers (under a mutex) and
+ * ae_engine_post a dispatcher once per batch; every Lua call happens on the
+ * loop thread. Lifetimes are reference counted on the loop thread:
+ *   - a subscription (nsub) is held by nats.c until its on-complete callback
+ *     has been dispatched to the loop, by a posted dispatch, and by its Lua
+ *     handle; it frees its natsSubscription when the last reference goes.
+ *   - a connection (nconn) is held by its Lua handles, its subscriptions, the
+ *     connect worker thread and nats.c until the closed callback arrived.
+ *
+ * The envelope, JSON, offload and retry policy live in ae/nats.lua.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "config.h"
+#include "engine.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <nats/nats.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CONN_MT "ae.nats.conn"
+#define SUB_MT "ae.nats.sub"
+#define PENDING_LIMIT 65536
+#define MAX_SERVERS 16
+
+#define H_IN "Messages received from NATS"
+#define H_OUT "Messages published to NATS"
+
+typedef struct nconn nconn;
+struct waiter {
+    ae_task *t;
+    nconn *c;
+    struct waiter *next, *prev;
+};
+typedef struct nsub nsub;
+typedef struct preq preq;
+
+enum { C_CONNECTING, C_READY, C_FAILED, C_CLOSED };
+enum { S_USER, S_MUX };
+
+struct nsub {
+    int kind;
+    nconn *c;
+    natsSubscription *sub;
+    ae_resource res; /* S_USER: resource of the unit */
+    ae_unit *unit;
+    int fn_ref;
+    int active; /* delivers to Lua */
+    int draining;
+    char *subject, *queue;
+    pthread_mutex_t mu; /* guards q, qn, qcap, posted, refs */
+    natsMsg **q;
+    size_t qn, qcap;
+    int posted;
+    int refs;
+    unsigned long received, dropped;
+    nsub *gnext, *gprev; /* global list (exit) */
+};
+
+struct preq {
+    uint64_t id;
+    nconn *c;
+    ae_task *task;
+    ae_timer timer;
+    double timeout;
+    char *subject;
+    preq *hnext;
+};
+
+struct nconn {
+    natsConnection *nc;
+    natsOptions *opts;
+    int state;
+    int refs;
+    int is_default;
+    char *err;
+    char name[64];
+    char inbox[64]; /* "_INBOX.<nuid>." */
+    nsub *mux;
+    uint64_t next_id;
+    preq **buckets;
+    size_t nbuckets, npending;
+    struct waiter *waiters; /* tasks in wait() until the connect attempt ends */
+    unsigned long disconnects, reconnects, slow_consumers, late_replies;
+    nconn *gnext, *gprev;
+};
+
+typedef struct {
+    nconn *c;
+} conn_box;
+typedef struct {
+    nsub *s;
+} sub_box;
+
+static nconn *conns;      /* every live nconn */
+static nsub *subs;        /* every live nsub */
+static nconn *default_cn; /* the engine's shared connection */
+static int exit_hooked;
+
+/* nil, "ae.nats: <message>" (engine.h's ae_fail is not implemented by the
+ * core, so this module has its own) */
+static int nfail(lua_State *L, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    lua_pushnil(L);
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    return 2;
+}
+
+/* ------------------------------------------------------------ lifetimes */
+
+static void conn_release(nconn *c);
+
+static void sub_free(nsub *s) {
+    if (s->gprev)
+        s->gprev->gnext = s->gnext;
+    else if (subs == s)
+        subs = s->gnext;
+    if (s->gnext) s->gnext->gprev = s->gprev;
+    for (size_t i = 0; i < s->qn; i++)
+        natsMsg_Destroy(s->q[i]);
+    free(s->q);
+    if (s->sub) natsSubscription_Destroy(s->sub);
+    pthread_mutex_destroy(&s->mu);
+    free(s->subject);
+    free(s->queue);
+    nconn *c = s->c;
+    free(s);
+    if (c) conn_release(c);
+}
+
+static void sub_release(nsub *s) {
+    pthread_mutex_lock(&s->mu);
+    int left = --s->refs;
+    pthread_mutex_unlock(&s->mu);
+    if (left == 0) sub_free(s);
+}
+
+static void conn_free(nconn *c) {
+    if (c->gprev)
+        c->gprev->gnext = c->gnext;
+    else if (conns == c)
+        conns = c->gnext;
+    if (c->gnext) c->gnext->gprev = c->gprev;
+    if (default_cn == c) default_cn = NULL;
+    if (c->nc) natsConnection_Destroy(c->nc);
+    if (c->opts) natsOptions_Destroy(c->opts);
+    free(c->buckets);
+    free(c->err);
+    free(c);
+}
+
+static void conn_release(nconn *c) {
+    if (--c->refs == 0) conn_free(c);
+}
+
+/* ------------------------------------------------------- pending requests */
+
+static size_t bucket_of(nconn *c, uint64_t id) {
+    return (size_t)(id * 0x9E3779B97F4A7C15ull >> 20) & (c->nbuckets - 1);
+}
+
+static int map_put(nconn *c, preq *r) {
+    if (c->npending + 1 > c->nbuckets) {
+        size_t nb = c->nbuckets ? c->nbuckets * 2 : 256;
+        preq **b = calloc(nb, sizeof *b);
+        if (!b) return -1;
+        size_t ob = c->nbuckets;
+        preq **old = c->buckets;
+        c->buckets = b;
+        c->nbuckets = nb;
+        for (size_t i = 0; i < ob; i++) {
+            for (preq *p = old[i], *n; p; p = n) {
+                n = p->hnext;
+                size_t k = bucket_of(c, p->id);
+                p->hnext = b[k];
+                b[k] = p;
+            }
+        }
+        free(old);
+    }
+    size_t k = bucket_of(c, r->id);
+    r->hnext = c->buckets[k];
+    c->buckets[k] = r;
+    c->npending++;
+    return 0;
+}
+
+static preq *map_take(nconn *c, uint64_t id) {
+    if (!c->nbuckets) return NULL;
+    for (preq **pp = &c->buckets[bucket_of(c, id)]; *pp; pp = &(*pp)->hnext) {
+        if ((*pp)->id == id) {
+            preq *r = *pp;
+            *pp = r->hnext;
+            c->npending--;
+            return r;
+        }
+    }
+    return NULL;
+}
+
+static void preq_free(preq *r) {
+    ae_timer_stop(&r->timer);
+    free(r->subject);
+    free(r);
+}
+
+/* Fail every waiting request of a connection that is going away. */
+static void fail_all_requests(nconn *c, const char *why) {
+    c->refs++; /* each request holds one; keep c alive until the end */
+    for (size_t i = 0; i < c->nbuckets; i++) {
+        preq *r;
+        while ((r = c->buckets[i])) {
+            c->buckets[i] = r->hnext;
+            c->npending--;
+            if (r->task) {
+                lua_State *co = ae_task_thread(r->task);
+                lua_pushnil(co);
+                lua_pushfstring(co, "%s", why);
+                ae_task_wake(r->task, 2);
+            }
+            preq_free(r);
+            conn_release(c);
+        }
+    }
+    conn_release(c);
+}
+
+static void req_timeout(ae_timer *t) {
+    preq *r = t->data;
+    nconn *c = r->c;
+    map_take(c, r->id);
+    ae_metric_inc("aengine_nats_request_timeouts", "NATS requests that got no reply in time", "subject", r->subject, 1);
+    if (r->task) {
+        lua_State *co = ae_task_thread(r->task);
+        lua_pushnil(co);
+        lua_pushfstring(co, "timeout after %g s", r->timeout);
+        ae_task_wake(r->task, 2);
+    }
+    free(r->subject);
+    free(r);
+    conn_release(c);
+}
+
+static void req_cancel(void *data) {
+    preq *r = data;
+    nconn *c = r->c;
+    map_take(c, r->id);
+    r->task = NULL;
+    preq_free(r);
+    conn_release(c);
+}
+
+/* ------------------------------------------------------------- delivery */
+
+static void deliver_user(nsub *s, natsMsg *m);
+static void deliver_reply(nconn *c, natsMsg *m);
+
+static void sub_dispatch(void *arg) {
+    nsub *s = arg;
+    pthread_mutex_lock(&s->mu);
+    natsMsg **q = s->q;
+    size_t n = s->qn;
+    s->q = NULL;
+    s->qn = s->qcap = 0;
+    s->posted = 0;
+    pthread_mutex_unlock(&s->mu);
+    for (size_t i = 0; i < n; i++) {
+        if (s->kind == S_MUX)
+            deliver_reply(s->c, q[i]);
+        else
+            deliver_user(s, q[i]);
+        natsMsg_Destroy(q[i]);
+    }
+    free(q);
+    sub_release(s); /* the posted dispatch's reference */
+}
+
+/* nats.c delivery thread: queue, post one dispatch per batch. */
+static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure) {
+    (void)nc;
+    (void)sub;
+    nsub *s = closure;
+    int post = 0, drop = 0;
+    pthread_mutex_lock(&s->mu);
+    if (s->qn >= PENDING_LIMIT) {
+        drop = 1;
+        s->dropped++;
+    } else {
+        if (s->qn == s->qcap) {
+            size_t nc2 = s->qcap ? s->qcap * 2 : 16;
+            natsMsg **q = realloc(s->q, nc2 * sizeof *q);
+            if (!q) {
+                drop = 1;
+            } else {
+                s->q = q;
+                s->qcap = nc2;
+            }
+        }
+        if (!drop) {
+            s->q[s->qn++] = m;
+            if (!s->posted) {
+                s->posted = 1;
+                s->refs++;
+                post = 1;
+            }
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (drop) natsMsg_Destroy(m);
+    if (post) ae_engine_post(sub_dispatch, s);
+}
+
+static void sub_deactivate(nsub *s, int flush);
+
+/* nats.c is done with the subscription (unsubscribed, drained, or its
+ * connection closed): no callback will come any more. */
+static void sub_complete_loop(void *arg) {
+    nsub *s = arg;
+    if (s->kind == S_USER && s->active) {
+        ae_unit_remove_resource(&s->res);
+        sub_deactivate(s, 1);
+    }
+    sub_release(s); /* nats.c's reference */
+}
+
+static void on_sub_complete(void *closure) { ae_engine_post(sub_complete_loop, closure); }
+
+typedef struct {
+    nsub *s;
+    natsMsg *m;
+} spawn_ctx;
+
+static int spawn_protected(lua_State *L) {
+    spawn_ctx *x = lua_touserdata(L, 1);
+    nsub *s = x->s;
+    natsMsg *m = x->m;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->fn_ref);
+    lua_pushstring(L, natsMsg_GetSubject(m));
+    const char *reply = natsMsg_GetReply(m);
+    lua_pushstring(L, reply ? reply : "");
+    lua_pushlstring(L, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
+    char name[96];
+    snprintf(name, sizeof name, "nats %s", s->subject);
+    ae_task_spawn(s->unit, L, 3, name);
+    return 0;
+}
+
+static void deliver_user(nsub *s, natsMsg *m) {
+    if (!s->active || !s->unit || s->unit->state == AE_UNIT_STOPPED) {
+        s->dropped++;
+        ae_metric_inc("aengine_nats_messages_dropped", "NATS messages dropped (subscription closed)", "subject",
+                      s->subject, 1);
+        ae_log(AE_LOG_WARNING, s->unit ? s->unit->name : "engine", 0,
+               "ae.nats: message on %s arrived after the subscription was closed; dropped", natsMsg_GetSubject(m));
+        return;
+    }
+    s->received++;
+    ae_metric_inc("aengine_nats_messages_in", H_IN, "subject", s->subject, 1);
+    lua_State *L = s->unit->L;
+    spawn_ctx x = {s, m};
+    lua_pushcfunction(L, spawn_protected);
+    lua_pushlightuserdata(L, &x);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+        ae_log(AE_LOG_ERROR, s->unit->name, 0, "ae.nats: cannot start a task for a message on %s: %s", s->subject,
+               lua_tostring(L, -1));
+        lua_pop(L, 1);
+        ae_metric_inc("aengine_nats_messages_dropped", "NATS messages dropped (subscription closed)", "subject",
+                      s->subject, 1);
+    }
+}
+
+static void deliver_reply(nconn *c, natsMsg *m) {
+    ae_metric_inc("aengine_nats_messages_in", H_IN, "subject", "_INBOX", 1);
+    const char *subj = natsMsg_GetSubject(m);
+    size_t pl = strlen(c->inbox);
+    if (strncmp(subj, c->inbox, pl) != 0) return;
+    char *end;
+    errno = 0;
+    unsigned long long id = strtoull(subj + pl, &end, 10);
+    preq *r = (*end || errno) ? NULL : map_take(c, (uint64_t)id);
+    if (!r) {
+        c->late_replies++;
+        ae_metric_inc("aengine_nats_late_replies", "Replies that came after their request gave up", NULL, NULL, 1);
+        return;
+    }
+    if (r->task) {
+        lua_State *co = ae_task_thread(r->task);
+        lua_pushlstring(co, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
+        ae_task_wake(r->task, 1);
+    }
+    preq_free(r);
+    conn_release(c);
+}
+
+static nsub *sub_new(nconn *c, int kind, const char *subject, const char *queue) {
+    nsub *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->kind = kind;
+    s->subject = strdup(subject);
+    s->queue = queue ? strdup(queue) : NULL;
+    s->fn_ref = LUA_NOREF;
+    pthread_mutex_init(&s->mu, NULL);
+    s->c = c;
+    c->refs++;
+    s->gnext = subs;
+    if (subs) subs->gprev = s;
+    subs = s;
+    return s;
+}
+
+/* Subscribe on nats.c; on success nats.c holds one reference. */
+static natsStatus sub_start(nsub *s) {
+    natsStatus st;
+    if (s->queue)
+        st = natsConnection_QueueSubscribe(&s->sub, s->c->nc, s->subject, s->queue, on_msg, s);
+    else
+        st = natsConnection_Subscribe(&s->sub, s->c->nc, s->subject, on_msg, s);
+    if (st != NATS_OK) return st;
+    s->refs++;
+    natsSubscription_SetPendingLimits(s->sub, PENDING_LIMIT, -1);
+    natsSubscription_SetOnCompleteCB(s->sub, on_sub_complete, s);
+    return NATS_OK;
+}
+
+/* -------------------------------------------------------- connection events */
+
+enum { EV_DISCONNECTED, EV_RECONNECTED, EV_CONNECTED, EV_CLOSED, EV_ERROR };
+typedef struct {
+    nconn *c;
+    int kind;
+    natsStatus err;
+    char url[256];
+    char subject[160];
+} conn_event;
+
+static void conn_event_loop(void *arg) {
+    conn_event *e = arg;
+    nconn *c = e->c;
+    switch (e->kind) {
+    case EV_DISCONNECTED:
+        c->disconnects++;
+        ae_metric_inc("aengine_nats_disconnects", "NATS connection losses", "connection", c->name, 1);
+        ae_log(AE_LOG_WARNING, "engine", 0, "ae.nats: connection '%s' lost its server; reconnecting", c->name);
+        break;
+    case EV_RECONNECTED:
+        c->reconnects++;
+        ae_metric_inc("aengine_nats_reconnects", "NATS reconnections", "connection", c->name, 1);
+        ae_log(AE_LOG_INFO, "engine", 0, "ae.nats: connection '%s' reconnected to %s", c->name, e->url);
+        break;
+    case EV_CONNECTED:
+        ae_log(AE_LOG_INFO, "engine", 0, "ae.nats: connection '%s' connected to %s", c->name, e->url);
+        break;
+    case EV_ERROR:
+        if (e->err == NATS_SLOW_CONSUMER) {
+            c->slow_consumers++;
+            ae_metric_inc("aengine_nats_slow_consumers", "NATS slow consumer events (messages dropped by nats.c)",
+                          "subject", e->subject, 1);
+            ae_log(AE_LOG_WARNING, "engine", 0, "ae.nats: slow consumer on %s: pending limit reached, messages dropped",
+                   e->subject);
+        } else {
+            ae_metric_inc("aengine_nats_errors", "NATS asynchronous errors", "connection", c->name, 1);
+            ae_log(AE_LOG_ERROR, "engine", 0, "ae.nats: connection '%s': %s", c->name, natsStatus_GetText(e->err));
+        }
+        break;
+    case EV_CLOSED:
+        c->state = C_CLOSED;
+        fail_all_requests(c, "connection closed");
+        conn_release(c); /* nats.c's reference */
+        break;
+    }
+    free(e);
+}
+
+static void post_event(natsConnection *nc, nconn *c, int kind, natsStatus err, natsSubscription *sub) {
+    conn_event *e = calloc(1, sizeof *e);
+    if (!e) return;
+    e->c = c;
+    e->kind = kind;
+    e->err = err;
+    if (nc && (kind == EV_RECONNECTED || kind == EV_CONNECTED))
+        natsConnection_GetConnectedUrl(nc, e->url, sizeof e->url);
+    if (sub) {
+        const char *subj = natsSubscription_GetSubject(sub);
+        snprintf(e->subject, sizeof e->subject, "%s", subj ? subj : "?");
+    }
+    ae_engine_post(conn_event_loop, e);
+}
+
+static void on_disconnected(natsConnection *nc, void *cl) { post_event(nc, cl, EV_DISCONNECTED, NATS_OK, NULL); }
+static void on_reconnected(natsConnection *nc, void *cl) { post_event(nc, cl, EV_RECONNECTED, NATS_OK, NULL); }
+static void on_connected(natsConnection *nc, void *cl) { post_event(nc, cl, EV_CONNECTED, NATS_OK, NULL); }
+static void on_closed(natsConnection *nc, void *cl) { post_event(nc, cl, EV_CLOSED, NATS_OK, NULL); }
+static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *cl) {
+    post_event(nc, cl, EV_ERROR, err, sub);
+}
+
+/* ------------------------------------------------------------- connect */
+
+typedef struct {
+    nconn *c;
+    natsConnection *nc;
+    natsStatus st;
+    char err[256];
+} connect_job;
+
+static const char *conn_unusable(nconn *c);
+
+static void connect_done(void *arg) {
+    connect_job *j = arg;
+    nconn *c = j->c;
+    if (j->st == NATS_OK || j->st == NATS_NOT_YET_CONNECTED) {
+        c->nc = j->nc;
+        c->state = C_READY;
+        c->mux = sub_new(c, S_MUX, "", NULL);
+        natsStatus st = NATS_NO_MEMORY;
+        if (c->mux) {
+            char subj[80];
+            snprintf(subj, sizeof subj, "%s*", c->inbox);
+            free(c->mux->subject);
+            c->mux->subject = strdup(subj);
+            st = sub_start(c->mux);
+        }
+        if (st != NATS_OK) {
+            c->state = C_FAILED;
+            free(c->err);
+            c->err = strdup(natsStatus_GetText(st));
+            if (c->mux) sub_free(c->mux);
+            c->mux = NULL;
+        }
+        if (j->st == NATS_OK) {
+            char url[256] = "";
+            natsConnection_GetConnectedUrl(c->nc, url, sizeof url);
+            ae_log(AE_LOG_INFO, "engine", 0, "ae.nats: connection '%s' connected to %s", c->name, url);
+        } else {
+            ae_log(AE_LOG_WARNING, "engine", 0, "ae.nats: connection '%s': no server reachable yet; retrying forever",
+                   c->name);
+        }
+    } else {
+        c->state = C_FAILED;
+        free(c->err);
+        c->err = strdup(j->err);
+        ae_log(AE_LOG_ERROR, "engine", 0, "ae.nats: connection '%s' failed: %s", c->name, j->err);
+        ae_metric_inc("aengine_nats_errors", "NATS asynchronous errors", "connection", c->name, 1);
+        conn_release(c); /* no closed callback will ever come */
+    }
+    struct waiter *w;
+    while ((w = c->waiters)) {
+        c->waiters = w->next;
+        lua_State *co = ae_task_thread(w->t);
+        const char *e = conn_unusable(c);
+        if (e) {
+            lua_pushnil(co);
+            lua_pushstring(co, e);
+        } else {
+            lua_pushboolean(co, 1);
+        }
+        ae_task_wake(w->t, e ? 2 : 1);
+        free(w);
+    }
+    free(j);
+    conn_release(c); /* the worker's reference */
+}
+
+static void *connect_worker(void *arg) {
+    connect_job *j = arg;
+    j->st = natsConnection_Connect(&j->nc, j->c->opts);
+    if (j->st != NATS_OK && j->st != NATS_NOT_YET_CONNECTED) {
+        const char *last = nats_GetLastError(NULL);
+        snprintf(j->err, sizeof j->err, "%s%s%s", natsStatus_GetText(j->st), last && *last ? ": " : "",
+                 last ? last : "");
+    }
+    ae_engine_post(connect_done, j);
+    return NULL;
+}
+
+/* Engine exit (every unit is closed): close every connection, let nats.c
+ * join its threads, then free what is left. */
+static void at_exit(void) {
+    for (nconn *c = conns; c; c = c->gnext)
+        if (c->nc) natsConnection_Close(c->nc);
+    for (nsub *s = subs; s; s = s->gnext) {
+        if (s->sub) natsSubscription_Destroy(s->sub);
+        s->sub = NULL;
+    }
+    for (nconn *c = conns; c; c = c->gnext) {
+        if (c->nc) natsConnection_Destroy(c->nc);
+        c->nc = NULL;
+    }
+    nats_CloseAndWait(2000);
+    while (subs) {
+        subs->c = NULL;
+        sub_free(subs);
+    }
+    while (conns) {
+        nconn *c = conns;
+        for (size_t i = 0; i < c->nbuckets; i++) {
+            preq *r;
+            while ((r = c->buckets[i])) {
+                c->buckets[i] = r->hnext;
+                preq_free(r);
+            }
+        }
+        conn_free(c);
+    }
+}
+
+static const char *opt_string(lua_State *L, int t, const char *k) {
+    lua_getfield(L, t, k);
+    const char *s = lua_isstring(L, -1) ? lua_tostring(L, -1) : NULL;
+    lua_pop(L, 1);
+    return s;
+}
+
+static double opt_number(lua_State *L, int t, const char *k, double def) {
+    lua_getfield(L, t, k);
+    double v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : def;
+    lua_pop(L, 1);
+    return v;
+}
+
+/* Settings of a connection, from a Lua table or from the engine config. */
+typedef struct {
+    const char *servers[MAX_SERVERS];
+    int nservers;
+    const char *user, *password, *token, *name, *ca, *cert, *key;
+    double reconnect_wait, connect_timeout, ping_interval;
+    int max_reconnect, reconnect_buf;
+} conn_settings;
+
+static nconn *conn_create(conn_settings *cs, char *errbuf, size_t errlen) {
+    natsOptions *o = NULL;
+    natsStatus st = natsOptions_Create(&o);
+    nconn *c = calloc(1, sizeof *c);
+    if (st != NATS_OK || !c) {
+        snprintf(errbuf, errlen, "out of memory");
+        if (o) natsOptions_Destroy(o);
+        free(c);
+        return NULL;
+    }
+    c->opts = o;
+    snprintf(c->name, sizeof c->name, "%s", cs->name ? cs->name : "aengine");
+#define TRY(call, what)                                                                                                \
+    do {                                                                                                               \
+        if (st == NATS_OK) {                                                                                           \
+            st = (call);                                                                                               \
+            if (st != NATS_OK) snprintf(errbuf, errlen, "%s: %s", what, natsStatus_GetText(st));                       \
+        }                                                                                                              \
+    } while (0)
+    TRY(natsOptions_SetServers(o, cs->servers, cs->nservers), "servers");
+    TRY(natsOptions_SetName(o, c->name), "name");
+    TRY(natsOptions_SetMaxReconnect(o, cs->max_reconnect), "max_reconnect");
+    TRY(natsOptions_SetReconnectWait(o, (int64_t)(cs->reconnect_wait * 1000)), "reconnect_wait");
+    TRY(natsOptions_SetReconnectJitter(o, 100, 1000), "reconnect jitter");
+    TRY(natsOptions_SetReconnectBufSize(o, cs->reconnect_buf), "reconnect_buf");
+    TRY(natsOptions_SetTimeout(o, (int64_t)(cs->connect_timeout * 1000)), "connect_timeout");
+    TRY(natsOptions_SetPingInterval(o, (int64_t)(cs->ping_interval * 1000)), "ping_interval");
+    TRY(natsOptions_SetMaxPingsOut(o, 2), "max pings out");
+    TRY(natsOptions_SetMaxPendingMsgs(o, PENDING_LIMIT), "pending limit");
+    TRY(natsOptions_SetRetryOnFailedConnect(o, true, on_connected, c), "retry on failed connect");
+    TRY(natsOptions_SetDisconnectedCB(o, on_disconnected, c), "callbacks");
+    TRY(natsOptions_SetReconnectedCB(o, on_reconnected, c), "callbacks");
+    TRY(natsOptions_SetClosedCB(o, on_closed, c), "callbacks");
+    TRY(natsOptions_SetErrorHandler(o, on_error, c), "callbacks");
+    if (cs->user || cs->password) TRY(natsOptions_SetUserInfo(o, cs->user, cs->password), "user/password");
+    if (cs->token) TRY(natsOptions_SetToken(o, cs->token), "token");
+    if (cs->ca || cs->cert) {
+        TRY(natsOptions_SetSecure(o, true), "tls");
+        if (cs->ca) TRY(natsOptions_LoadCATrustedCertificates(o, cs->ca), "tls.ca");
+        if (cs->cert) TRY(natsOptions_LoadCertificatesChain(o, cs->cert, cs->key ? cs->key : cs->cert), "tls.cert");
+    }
+#undef TRY
+    if (st != NATS_OK) {
+        const char *last = nats_GetLastError(NULL);
+        if (last && *last) {
+            size_t l = strlen(errbuf);
+            snprintf(errbuf + l, errlen - l, " (%s)", last);
+        }
+        natsOptions_Destroy(o);
+        free(c);
+        return NULL;
+    }
+    char nuid[32];
+    natsInbox *ib = NULL;
+    if (natsInbox_Create(&ib) == NATS_OK) {
+        snprintf(nuid, sizeof nuid, "%s", (const char *)ib + 7); /* skip "_INBOX." */
+        natsInbox_Destroy(ib);
+    } else {
+        snprintf(nuid, sizeof nuid, "%lx", (unsigned long)(size_t)c);
+    }
+    snprintf(c->inbox, sizeof c->inbox, "_INBOX.%s.", nuid);
+    c->state = C_CONNECTING;
+    c->refs = 2; /* nats.c (until closed/failure) + the connect worker */
+    c->gnext = conns;
+    if (conns) conns->gprev = c;
+    conns = c;
+    if (!exit_hooked) {
+        exit_hooked = 1;
+        ae_engine_at_exit(at_exit);
+    }
+    connect_job *j = calloc(1, sizeof *j);
+    pthread_t th;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (!j || (j->c = c, pthread_create(&th, &attr, connect_worker, j)) != 0) {
+        pthread_attr_destroy(&attr);
+        free(j);
+        c->state = C_FAILED;
+        c->err = strdup("cannot start the connect thread");
+        c->refs = 0; /* no worker, no nats.c: only the handle pushed next */
+        return c;
+    }
+    pthread_attr_destroy(&attr);
+    return c;
+}
+
+static void settings_defaults(conn_settings *cs) {
+    memset(cs, 0, sizeof *cs);
+    cs->reconnect_wait = 2;
+    cs->connect_timeout = 2;
+    cs->ping_interval = 120;
+    cs->max_reconnect = -1;
+    cs->reconnect_buf = 8 * 1024 * 1024;
+}
+
+/* ------------------------------------------------------------ Lua handles */
+
+static void push_conn(lua_State *L, nconn *c) {
+    conn_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->c = c;
+    c->refs++;
+    luaL_setmetatable(L, CONN_MT);
+}
+
+static nconn *check_conn(lua_State *L, int i) {
+    conn_box *b = luaL_checkudata(L, i, CONN_MT);
+    if (!b->c) luaL_error(L, "ae.nats: the connection handle was released");
+    return b->c;
+}
+
+/* Is the connection usable? Returns NULL when it is, else an error text. */
+static const char *conn_unusable(nconn *c) {
+    switch (c->state) {
+    case C_READY: return NULL;
+    case C_CONNECTING: return "not connected yet (call wait first)";
+    case C_FAILED: return c->err ? c->err : "connect failed";
+    default: return "connection closed";
+    }
+}
+
+/* default() -> handle to the engine's shared connection */
+static int l_default(lua_State *L) {
+    if (!default_cn || default_cn->state == C_FAILED || default_cn->state == C_CLOSED) {
+        if (default_cn) { /* a failed default is replaced on the next use */
+            nconn *old = default_cn;
+            default_cn = NULL;
+            if (old->is_default) {
+                old->is_default = 0;
+                conn_release(old);
+            }
+        }
+        conn_settings cs;
+        settings_defaults(&cs);
+        char keys[MAX_SERVERS][32];
+        char *copies[MAX_SERVERS + 8];
+        int ncopies = 0;
+        for (int i = 1; i <= MAX_SERVERS; i++) {
+            snprintf(keys[i - 1], sizeof keys[0], "nats.servers.%d", i);
+            const char *s = ae_config_string(keys[i - 1], NULL);
+            if (!s) break;
+            cs.servers[cs.nservers++] = copies[ncopies++] = strdup(s);
+        }
+        if (cs.nservers == 0) {
+            const char *one = ae_config_string("nats.servers", NULL);
+            if (one) cs.servers[cs.nservers++] = copies[ncopies++] = strdup(one);
+        }
+        for (int i = 1; cs.nservers == 0 || (i > 1 && i <= MAX_SERVERS); i++) {
+            char var[32];
+            snprintf(var, sizeof var, "NATS_SERVER%d", i);
+            const char *e = getenv(var);
+            if (!e || !*e) break;
+            cs.servers[cs.nservers++] = e;
+        }
+        if (cs.nservers == 0) cs.servers[cs.nservers++] = "nats://127.0.0.1:4222";
+        static const struct {
+            const char *key, *env;
+        } strs[] = {{"nats.user", "NATS_USER"},      {"nats.password", "NATS_PASSWORD"},
+                    {"nats.token", "NATS_TOKEN"},    {"nats.name", "NATS_CLIENT_NAME"},
+                    {"nats.tls.ca", "NATS_TLS_CA"},  {"nats.tls.cert", "NATS_TLS_CERT"},
+                    {"nats.tls.key", "NATS_TLS_KEY"}};
+        const char **dst[] = {&cs.user, &cs.password, &cs.token, &cs.name, &cs.ca, &cs.cert, &cs.key};
+        for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+            const char *v = ae_config_string(strs[i].key, NULL);
+            if (v)
+                *dst[i] = copies[ncopies++] = strdup(v);
+            else if (getenv(strs[i].env) && *getenv(strs[i].env))
+                *dst[i] = getenv(strs[i].env);
+        }
+        cs.reconnect_wait = ae_config_number("nats.reconnect_wait", cs.reconnect_wait);
+        cs.connect_timeout = ae_config_number("nats.connect_timeout", cs.connect_timeout);
+        cs.ping_interval = ae_config_number("nats.ping_interval", cs.ping_interval);
+        if (!cs.name) cs.name = "default";
+        char err[512] = "";
+        nconn *c = conn_create(&cs, err, sizeof err);
+        for (int i = 0; i < ncopies; i++)
+            free(copies[i]);
+        if (!c) return nfail(L, "ae.nats: default connection: %s", err);
+        c->is_default = 1;
+        c->refs++; /* the engine's reference */
+        default_cn = c;
+        if (cs.password) ae_log_secret(cs.password);
+        if (cs.token) ae_log_secret(cs.token);
+    }
+    push_conn(L, default_cn);
+    return 1;
+}
+
+/* connect{servers=, user=, password=, token=, name=, tls={ca=,cert=,key=},
+ * reconnect_wait=, connect_timeout=, ping_interval=, max_reconnect=,
+ * reconnect_buf=} -> handle (the connect goes on in the background) */
+static int l_connect(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    conn_settings cs;
+    settings_defaults(&cs);
+    lua_getfield(L, 1, "servers");
+    if (lua_isstring(L, -1)) {
+        cs.servers[cs.nservers++] = lua_tostring(L, -1);
+    } else if (lua_istable(L, -1)) {
+        int n = (int)lua_rawlen(L, -1);
+        for (int i = 1; i <= n && cs.nservers < MAX_SERVERS; i++) {
+            lua_rawgeti(L, -1, i);
+            if (!lua_isstring(L, -1)) return luaL_error(L, "ae.nats.connect: servers[%d] must be a URL string", i);
+            cs.servers[cs.nservers++] = lua_tostring(L, -1);
+            lua_pop(L, 1); /* the string stays alive in the table */
+        }
+    }
+    if (cs.nservers == 0) return luaL_error(L, "ae.nats.connect: servers must be a URL or a list of URLs");
+    /* keep the servers value on the stack while we build */
+    cs.user = opt_string(L, 1, "user");
+    cs.password = opt_string(L, 1, "password");
+    cs.token = opt_string(L, 1, "token");
+    cs.name = opt_string(L, 1, "name");
+    lua_getfield(L, 1, "tls");
+    if (lua_istable(L, -1)) {
+        int t = lua_gettop(L);
+        cs.ca = opt_string(L, t, "ca");
+        cs.cert = opt_string(L, t, "cert");
+        cs.key = opt_string(L, t, "key");
+    }
+    cs.reconnect_wait = opt_number(L, 1, "reconnect_wait", cs.reconnect_wait);
+    cs.connect_timeout = opt_number(L, 1, "connect_timeout", cs.connect_timeout);
+    cs.ping_interval = opt_number(L, 1, "ping_interval", cs.ping_interval);
+    cs.max_reconnect = (int)opt_number(L, 1, "max_reconnect", cs.max_reconnect);
+    cs.reconnect_buf = (int)opt_number(L, 1, "reconnect_buf", cs.reconnect_buf);
+    char err[512] = "";
+    nconn *c = conn_create(&cs, err, sizeof err);
+    if (!c) return luaL_error(L, "ae.nats.connect: %s", err);
+    if (cs.password) ae_log_secret(cs.password);
+    if (cs.token) ae_log_secret(cs.token);
+    push_conn(L, c);
+    return 1;
+}
+
+static void waiter_cancel(void *data) {
+    struct waiter *w = data;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        w->c->waiters = w->next;
+    if (w->next) w->next->prev = w->prev;
+    free(w);
+}
+
+/* wait(h) -> true | nil, err: wait for the first connect attempt to end. */
+static int l_wait(lua_State *L) {
+    nconn *c = check_conn(L, 1);
+    if (c->state == C_CONNECTING) {
+        ae_task *t = ae_task_check(L);
+        struct waiter *w = calloc(1, sizeof *w);
+        if (!w) return luaL_error(L, "ae.nats: out of memory");
+        w->t = t;
+        w->c = c;
+        w->next = c->waiters;
+        if (c->waiters) c->waiters->prev = w;
+        c->waiters = w;
+        ae_task_set_cancel(t, waiter_cancel, w);
+        lua_settop(L, 1);
+        return ae_task_wait(L, 1);
+    }
+    const char *e = conn_unusable(c);
+    if (e) return nfail(L, "%s", e);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_ready(lua_State *L) {
+    nconn *c = check_conn(L, 1);
+    lua_pushboolean(L, c->state != C_CONNECTING);
+    return 1;
+}
+
+/* publish(h, subject, data[, reply]) -> true | nil, err */
+static int l_publish(lua_State *L) {
+    nconn *c = check_conn(L, 1);
+    const char *subj = luaL_checkstring(L, 2);
+    size_t len;
+    const char *data = luaL_checklstring(L, 3, &len);
+    const char *reply = luaL_optstring(L, 4, NULL);
+    const char *e = conn_unusable(c);
+    if (e) return nfail(L, "%s", e);
+    if (!*subj) return nfail(L, "empty subject");
+    natsStatus st = reply && *reply ? natsConnection_PublishRequest(c->nc, subj, reply, data, (int)len)
+                                    : natsConnection_Publish(c->nc, subj, data, (int)len);
+    if (st != NATS_OK) {
+        ae_metric_inc("aengine_nats_errors", "NATS asynchronous errors", "connection", c->name, 1);
+        return nfail(L, "publish to %s: %s", subj, natsStatus_GetText(st));
+    }
+    ae_metric_inc("aengine_nats_messages_out", H_OUT, "subject", subj, 1);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* request(h, subject, data, timeout) -> reply data | nil, err
+ * One attempt: publish with a reply subject of the mux inbox and wait for
+ * one message, at most timeout seconds of engine clock. */
+static int l_request(lua_State *L) {
+    nconn *c = check_conn(L, 1);
+    const char *subj = luaL_checkstring(L, 2);
+    size_t len;
+    const char *data = luaL_checklstring(L, 3, &len);
+    double timeout = luaL_checknumber(L, 4);
+    ae_task *t = ae_task_check(L);
+    const char *e = conn_unusable(c);
+    if (e) return nfail(L, "%s", e);
+    if (!*subj) return nfail(L, "empty subject");
+    preq *r = calloc(1, sizeof *r);
+    if (!r || !(r->subject = strdup(subj))) {
+        free(r);
+        return luaL_error(L, "ae.nats: out of memory");
+    }
+    r->id = ++c->next_id;
+    r->c = c;
+    r->timeout = timeout;
+    ae_timer_init(&r->timer, req_timeout, r);
+    if (map_put(c, r) != 0) {
+        free(r->subject);
+        free(r);
+        return luaL_error(L, "ae.nats: out of memory");
+    }
+    c->refs++;
+    char reply[96];
+    snprintf(reply, sizeof reply, "%s%llu", c->inbox, (unsigned long long)r->id);
+    natsStatus st = natsConnection_PublishRequest(c->nc, subj, reply, data, (int)len);
+    if (st != NATS_OK) {
+        map_take(c, r->id);
+        preq_free(r);
+        conn_release(c);
+        ae_metric_inc("aengine_nats_request_errors", "NATS requests that failed to be sent", "subject", subj, 1);
+        return nfail(L, "publish to %s: %s", subj, natsStatus_GetText(st));
+    }
+    ae_metric_inc("aengine_nats_messages_out", H_OUT, "subject", subj, 1);
+    r->task = t;
+    ae_task_set_cancel(t, req_cancel, r);
+    ae_timer_start(&r->timer, ae_clock_now() + timeout);
+    lua_settop(L, 0);
+    return ae_task_wait(L, 1);
+}
+
+/* ----------------------------------------------------------- subscriptions */
+
+static void sub_deactivate(nsub *s, int flush) {
+    if (!s->active) return;
+    /* hand what is already queued to the unit while it can still take it */
+    if (flush && s->unit && s->unit->state != AE_UNIT_STOPPED) {
+        pthread_mutex_lock(&s->mu);
+        natsMsg **q = s->q;
+        size_t n = s->qn;
+        s->q = NULL;
+        s->qn = s->qcap = 0;
+        pthread_mutex_unlock(&s->mu);
+        for (size_t i = 0; i < n; i++) {
+            deliver_user(s, q[i]);
+            natsMsg_Destroy(q[i]);
+        }
+        free(q);
+    }
+    s->active = 0;
+    if (s->unit && s->unit->state != AE_UNIT_STOPPED && s->unit->L && s->fn_ref != LUA_NOREF)
+        luaL_unref(s->unit->L, LUA_REGISTRYINDEX, s->fn_ref);
+    s->fn_ref = LUA_NOREF;
+}
+
+static void sub_res_close(ae_resource *r) {
+    nsub *s = (nsub *)((char *)r - offsetof(nsub, res));
+    sub_deactivate(s, 1);
+    if (s->sub) natsSubscription_Unsubscribe(s->sub);
+}
+
+static void sub_res_describe(ae_resource *r, luaL_Buffer *b) {
+    nsub *s = (nsub *)((char *)r - offsetof(nsub, res));
+    luaL_addstring(b, s->subject);
+    if (s->queue) {
+        luaL_addstring(b, " queue=");
+        luaL_addstring(b, s->queue);
+    }
+}
+
+/* subscribe(h, subject, queue|nil, fn) -> sub | nil, err
+ * fn(subject, reply, data) runs in a new task of the calling unit for every
+ * message. */
+static int l_subscribe(lua_State *L) {
+    nconn *c = check_conn(L, 1);
+    const char *subj = luaL_checkstring(L, 2);
+    const char *queue = luaL_optstring(L, 3, NULL);
+    luaL_checktype(L, 4, LUA_TFUNCTION);
+    ae_unit *u = ae_unit_of(L);
+    if (!u) return luaL_error(L, "ae.nats.subscribe: no unit");
+    if (u->state == AE_UNIT_DRAINING || u->state == AE_UNIT_STOPPED)
+        return nfail(L, "the unit is draining: no new subscriptions");
+    const char *e = conn_unusable(c);
+    if (e) return nfail(L, "%s", e);
+    if (!*subj) return nfail(L, "empty subject");
+    nsub *s = sub_new(c, S_USER, subj, queue && *queue ? queue : NULL);
+    if (!s) return luaL_error(L, "ae.nats: out of memory");
+    s->refs = 1; /* the Lua handle, taken below */
+    s->unit = u;
+    lua_pushvalue(L, 4);
+    /* the function lives in the unit's main state registry (same registry) */
+    s->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    s->active = 1;
+    natsStatus st = sub_start(s);
+    if (st != NATS_OK) {
+        sub_deactivate(s, 0);
+        sub_release(s);
+        return nfail(L, "subscribe to %s: %s", subj, natsStatus_GetText(st));
+    }
+    ae_unit_add_resource(u, &s->res, "subscription", sub_res_close);
+    s->res.describe = sub_res_describe;
+    sub_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->s = s;
+    luaL_setmetatable(L, SUB_MT);
+    return 1;
+}
+
+static nsub *check_sub(lua_State *L) {
+    sub_box *b = luaL_checkudata(L, 1, SUB_MT);
+    return b->s;
+}
+
+static int l_sub_unsubscribe(lua_State *L) {
+    nsub *s = check_sub(L);
+    if (s && s->active) {
+        ae_unit_remove_resource(&s->res);
+        sub_deactivate(s, 1);
+        natsStatus st = s->sub ? natsSubscription_Unsubscribe(s->sub) : NATS_OK;
+        if (st != NATS_OK && st != NATS_INVALID_SUBSCRIPTION && st != NATS_CONNECTION_CLOSED)
+            return nfail(L, "unsubscribe %s: %s", s->subject, natsStatus_GetText(st));
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* drain(): stop interest on the server but deliver what is already on the
+ * way; the subscription then closes by itself. */
+static int l_sub_drain(lua_State *L) {
+    nsub *s = check_sub(L);
+    if (s && s->active && !s->draining) {
+        s->draining = 1;
+        natsStatus st = natsSubscription_Drain(s->sub);
+        if (st != NATS_OK && st != NATS_INVALID_SUBSCRIPTION && st != NATS_CONNECTION_CLOSED)
+            return nfail(L, "drain %s: %s", s->subject, natsStatus_GetText(st));
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_sub_info(lua_State *L) {
+    nsub *s = check_sub(L);
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, s->subject);
+    lua_setfield(L, -2, "subject");
+    if (s->queue) {
+        lua_pushstring(L, s->queue);
+        lua_setfield(L, -2, "queue");
+    }
+    lua_pushboolean(L, s->active);
+    lua_setfield(L, -2, "active");
+    lua_pushinteger(L, (lua_Integer)s->received);
+    lua_setfield(L, -2, "received");
+    lua_pushinteger(L, (lua_Integer)s->dropped);
+    lua_setfield(L, -2, "dropped");
+    pthread_mutex_lock(&s->mu);
+    lua_pushinteger(L, (lua_Integer)s->qn);
+    pthread_mutex_unlock(&s->mu);
+    lua_setfield(L, -2, "queued");
+    return 1;
+}
+
+static int l_sub_gc(lua_State *L) {
+    sub_box *b = luaL_checkudata(L, 1, SUB_MT);
+    if (b->s) {
+        nsub *s = b->s;
+        b->s = NULL;
+        /* the subscription itself stays a resource of the unit; if the unit
+         * state is being closed the resource was closed first. */
+        if (s->unit && s->unit->state == AE_UNIT_STOPPED) {
+            s->active = 0; /* the state is being closed: its registry goes too */
+            s->fn_ref = LUA_NOREF;
+        }
+        sub_release(s);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ connection */
+
+static int l_close(lua_State *L) {
+    conn_box *b = luaL_checkudata(L, 1, CONN_MT);
+    nconn *c = b->c;
+    if (c && !c->is_default && c->state != C_CLOSED) {
+        if (c->nc) {
+            natsConnection_Close(c->nc);
+        }
+        fail_all_requests(c, "connection closed");
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_conn_gc(lua_State *L) {
+    conn_box *b = luaL_checkudata(L, 1, CONN_MT);
+    nconn *c = b->c;
+    if (!c) return 0;
+    b->c = NULL;
+    conn_release(c);
+    return 0;
+}
+
+static int l_status(lua_State *L) {
+    nconn *c = check_conn(L, 1);
+    lua_createtable(L, 0, 12);
+    int connected = c->nc && natsConnection_Status(c->nc) == NATS_CONN_STATUS_CONNECTED;
+    lua_pushboolean(L, connected);
+    lua_setfield(L, -2, "connected");
+    static const char *states[] = {"connecting", "ready", "failed", "closed"};
+    lua_pushstring(L, states[c->state]);
+    lua_setfield(L, -2, "state");
+    lua_pushstring(L, c->name);
+    lua_setfield(L, -2, "name");
+    if (c->err) {
+        lua_pushstring(L, c->err);
+        lua_setfield(L, -2, "error");
+    }
+    if (c->nc) {
+        char url[256];
+        if (natsConnection_GetConnectedUrl(c->nc, url, sizeof url) == NATS_OK && *url) {
+            lua_pushstring(L, url);
+            lua_setfield(L, -2, "server");
+        }
+        natsStatistics *st = NULL;
+        if (natsStatistics_Create(&st) == NATS_OK) {
+            uint64_t im = 0, ib = 0, om = 0, ob = 0, rc = 0;
+            if (natsConnection_GetStats(c->nc, st) == NATS_OK &&
+                natsStatistics_GetCounts(st, &im, &ib, &om, &ob, &rc) == NATS_OK) {
+                lua_pushinteger(L, (lua_Integer)im);
+                lua_setfield(L, -2, "in_msgs");
+                lua_pushinteger(L, (lua_Integer)om);
+                lua_setfield(L, -2, "out_msgs");
+                lua_pushinteger(L, (lua_Integer)ib);
+                lua_setfield(L, -2, "in_bytes");
+                lua_pushinteger(L, (lua_Integer)ob);
+                lua_setfield(L, -2, "out_bytes");
+            }
+            natsStatistics_Destroy(st);
+        }
+    }
+    lua_pushinteger(L, (lua_Integer)c->reconnects);
+    lua_setfield(L, -2, "reconnects");
+    lua_pushinteger(L, (lua_Integer)c->disconnects);
+    lua_setfield(L, -2, "disconnects");
+    lua_pushinteger(L, (lua_Integer)c->npending);
+    lua_setfield(L, -2, "pending_requests");
+    lua_pushinteger(L, (lua_Integer)c->slow_consumers);
+    lua_setfield(L, -2, "slow_consumers");
+    lua_pushinteger(L, (lua_Integer)c->late_replies);
+    lua_setfield(L, -2, "late_replies");
+    lua_pushstring(L, c->inbox);
+    lua_setfield(L, -2, "inbox");
+    return 1;
+}
+
+/* flush(h, timeout_s) -> true | nil, err: a PING/PONG round trip. Blocks the
+ * loop for at most timeout; meant for tests and shutdown, not hot paths. */
+static int l_flush(lua_State *L) {
+    nconn *c = check_conn(L, 1);
+    double t = luaL_optnumber(L, 2, 1.0);
+    const char *e = conn_unusable(c);
+    if (e) return nfail(L, "%s", e);
+    natsStatus st = natsConnection_FlushTimeout(c->nc, (int64_t)(t * 1000));
+    if (st != NATS_OK) return nfail(L, "flush: %s", natsStatus_GetText(st));
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* random_id() -> 22 characters of the shortuuid alphabet (about 128 bits) */
+static int l_random_id(lua_State *L) {
+    static const char alpha[] = "23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"; /* 57 */
+    static int fd = -2;
+    unsigned char buf[64];
+    char out[23];
+    int got = 0;
+    if (fd == -2) fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    int k = 0;
+    while (k < 22) {
+        if (got <= 0) {
+            ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf) : -1;
+            if (n <= 0) {
+                for (size_t i = 0; i < sizeof buf; i++)
+                    buf[i] = (unsigned char)(rand() & 0xff);
+                n = sizeof buf;
+            }
+            got = (int)n;
+        }
+        unsigned char v = buf[--got];
+        if (v < 57 * 4) out[k++] = alpha[v % 57]; /* rejection: no bias */
+    }
+    out[22] = 0;
+    lua_pushstring(L, out);
+    return 1;
+}
+
+/* count(name, help, label_name, label_value[, by]): a counter for the Lua half */
+static int l_count(lua_State *L) {
+    ae_metric_inc(luaL_checkstring(L, 1), luaL_checkstring(L, 2), luaL_optstring(L, 3, NULL),
+                  luaL_optstring(L, 4, NULL), luaL_optnumber(L, 5, 1));
+    return 0;
+}
+
+int luaopen_ae_core_nats(lua_State *L) {
+    static const luaL_Reg conn_m[] = {{"__gc", l_conn_gc}, {NULL, NULL}};
+    static const luaL_Reg sub_m[] = {{"unsubscribe", l_sub_unsubscribe},
+                                     {"drain", l_sub_drain},
+                                     {"info", l_sub_info},
+                                     {"__gc", l_sub_gc},
+                                     {NULL, NULL}};
+    static const luaL_Reg f[] = {{"default", l_default},
+                                 {"connect", l_connect},
+                                 {"wait", l_wait},
+                                 {"ready", l_ready},
+                                 {"publish", l_publish},
+                                 {"request", l_request},
+                                 {"subscribe", l_subscribe},
+                                 {"close", l_close},
+                                 {"status", l_status},
+                                 {"flush", l_flush},
+                                 {"random_id", l_random_id},
+                                 {"count", l_count},
+                                 {NULL, NULL}};
+    if (luaL_newmetatable(L, CONN_MT)) luaL_setfuncs(L, conn_m, 0);
+    lua_pop(L, 1);
+    if (luaL_newmetatable(L, SUB_MT)) {
+        luaL_setfuncs(L, sub_m, 0);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
+    luaL_newlib(L, f);
+    lua_pushinteger(L, 1048576);
+    lua_setfield(L, -2, "MAX_INLINE");
+    return 1;
+}
