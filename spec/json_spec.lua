@@ -1,0 +1,397 @@
+-- ae.json: encode/decode, json.null, empty containers, exact integers, floats,
+-- escapes, surrogate pairs, errors with positions, depth limit, ascii option.
+local json = require "ae.json"
+
+local function err_of(fn, ...)
+  local ok, e = pcall(fn, ...)
+  assert.is_false(ok, "expected an error")
+  return e
+end
+
+describe("ae.json", function()
+  describe("encode", function()
+    it("is compact: ',' and ':' with no spaces", function()
+      assert.equal('[1,2,{"a":[true,false,null]}]', json.encode({ 1, 2, { a = { true, false, json.null } } }))
+    end)
+
+    it("encodes scalars at top level", function()
+      assert.equal("null", json.encode(json.null))
+      assert.equal("null", json.encode(nil))
+      assert.equal("true", json.encode(true))
+      assert.equal('"x"', json.encode("x"))
+      assert.equal("42", json.encode(42))
+    end)
+
+    it("encodes Lua integers without a decimal point, floats in shortest round-trip form", function()
+      assert.equal("9223372036854775807", json.encode(math.maxinteger))
+      assert.equal("-9223372036854775808", json.encode(math.mininteger))
+      assert.equal("3.0", json.encode(3.0))
+      assert.equal("-0.0", json.encode(-0.0))
+      assert.equal("0.1", json.encode(0.1))
+      assert.equal("0.30000000000000004", json.encode(0.1 + 0.2))
+      assert.equal("1e+300", json.encode(1e300))
+      assert.equal("1.5e-07", json.encode(1.5e-7))
+      assert.equal("9007199254740992.0", json.encode(2.0 ^ 53))
+    end)
+
+    it("uses the shortest form that reads back as the same float", function()
+      math.randomseed(7)
+      for _ = 1, 2000 do
+        local x = (math.random() - 0.5) * 10 ^ math.random(-20, 20)
+        local text = json.encode(x)
+        assert.equal(x, json.decode(text))
+        assert.equal(x, tonumber(text))
+      end
+    end)
+
+    it("encodes a table with keys 1..n as an array, otherwise as an object", function()
+      assert.equal("[1,2,3]", json.encode({ 1, 2, 3 }))
+      assert.equal('{"a":1}', json.encode({ a = 1 }))
+      assert.equal('{"2":"b"}', json.encode({ [2] = "b" })) -- hole at 1: Python-like string keys
+      local t = json.decode(json.encode({ [1] = "a", [3] = "c" }))
+      assert.same({ ["1"] = "a", ["3"] = "c" }, t)
+    end)
+
+    it("encodes a plain empty table as {}", function()
+      assert.equal("{}", json.encode({}))
+      assert.equal('{"a":{}}', json.encode({ a = {} }))
+    end)
+
+    it("honours json.array and json.object marks", function()
+      assert.equal("[]", json.encode(json.array()))
+      assert.equal("[]", json.encode(json.array({})))
+      assert.equal("{}", json.encode(json.object()))
+      assert.equal('{"1":"x","2":"y"}', json.encode(json.object({ "x", "y" })))
+      assert.equal("[1,null,3]", json.encode(json.array({ 1, nil, 3 })))
+    end)
+
+    it("escapes quotes, backslashes and control characters; leaves '/' and UTF-8 alone", function()
+      assert.equal([["a\"b\\c/d"]], json.encode('a"b\\c/d'))
+      assert.equal([["\b\f\n\r\t\u0000\u001f"]], json.encode("\b\f\n\r\t\0\31"))
+      assert.equal('"café €😀"', json.encode("café €😀"))
+    end)
+
+    it("with ascii = true escapes non-ASCII like Python's ensure_ascii, with surrogate pairs", function()
+      assert.equal([["caf\u00e9 \u20ac \ud83d\ude00"]], json.encode("café € 😀", { ascii = true }))
+      assert.equal([["\u007f"]], json.encode("\127", { ascii = true }))
+      assert.equal([[{"k\u00e9":["\udbff\udfff"]}]], json.encode({ ["ké"] = { "\u{10FFFF}" } }, { ascii = true }))
+    end)
+
+    it("rejects invalid UTF-8, or replaces it with U+FFFD on request", function()
+      assert.equal(
+        'ae.json: invalid UTF-8 in string (byte 2 of 3); use invalid_utf8 = "replace" to substitute U+FFFD at name',
+        err_of(json.encode, { name = "a\255b" })
+      )
+      assert.equal('"a\u{FFFD}b"', json.encode("a\255b", { invalid_utf8 = "replace" }))
+      assert.equal([["a\ufffdb"]], json.encode("a\255b", { invalid_utf8 = "replace", ascii = true }))
+      assert.has_error(function() json.encode("\xed\xa0\x80") end) -- a surrogate written in UTF-8
+    end)
+
+    it("raises on values JSON cannot hold, naming where they are", function()
+      assert.equal("ae.json: cannot encode a function", err_of(json.encode, print))
+      assert.equal("ae.json: cannot encode a function at edges[2].links[1].cb",
+        err_of(json.encode, { edges = { {}, { links = { { cb = print } } } } }))
+      assert.equal("ae.json: cannot encode a userdata at f", err_of(json.encode, { f = io.stdout }))
+      assert.equal("ae.json: cannot encode a thread", err_of(json.encode, coroutine.create(print)))
+      assert.equal("ae.json: cannot encode NaN (not valid JSON) at [1]", err_of(json.encode, { 0 / 0 }))
+      assert.equal("ae.json: cannot encode an infinite number (not valid JSON)", err_of(json.encode, math.huge))
+      assert.equal("ae.json: cannot encode an infinite number (not valid JSON)", err_of(json.encode, -math.huge))
+    end)
+
+    it("raises on cycles", function()
+      local t = { a = {} }
+      t.a.back = t
+      assert.equal("ae.json: cannot encode a table that contains itself (cycle) at a.back", err_of(json.encode, t))
+    end)
+
+    it("raises on mixed tables and on keys that are not strings or integers", function()
+      local mixed = "ae.json: cannot encode a table with both integer and string keys "
+        .. "(mark it with json.object to encode the integer keys as strings)"
+      assert.equal(mixed, err_of(json.encode, { 1, 2, x = 3 }))
+      assert.equal(mixed, err_of(json.encode, { x = 3, [7] = 1 }))
+      assert.same({ ["1"] = 1, x = 3 }, json.decode(json.encode(json.object({ 1, x = 3 }))))
+      assert.equal("ae.json: cannot encode a table key of type boolean (JSON object keys are strings)",
+        err_of(json.encode, { [true] = 1 }))
+      assert.equal("ae.json: cannot encode table key 1.5 (a float; JSON object keys are strings)",
+        err_of(json.encode, { [1.5] = 1 }))
+      assert.equal("ae.json: table marked as a JSON array has a key that is not a positive integer",
+        err_of(json.encode, json.array({ 1, x = 2 })))
+    end)
+
+    it("validates options", function()
+      assert.equal("ae.json.encode: unknown option 'asci'", err_of(json.encode, {}, { asci = true }))
+      assert.equal("ae.json.encode: option 'ascii' must be a boolean", err_of(json.encode, {}, { ascii = 1 }))
+      assert.has_error(function() json.encode({}, { invalid_utf8 = "drop" }) end)
+      assert.has_error(function() json.encode({}, "ascii") end)
+    end)
+
+    it("ignores metatables of script objects (raw content only, no __index / __pairs)", function()
+      local obj = setmetatable({ x = 1 }, { __index = { y = 2 }, __pairs = function() error("not called") end })
+      assert.equal('{"x":1}', json.encode(obj))
+    end)
+  end)
+
+  describe("decode", function()
+    it("decodes every JSON type", function()
+      local v = json.decode('{"s":"x","n":1,"f":1.5,"t":true,"F":false,"z":null,"a":[1,"2"],"o":{"k":{}}}')
+      assert.equal("x", v.s)
+      assert.equal(1, v.n)
+      assert.equal(1.5, v.f)
+      assert.is_true(v.t)
+      assert.is_false(v.F)
+      assert.equal(json.null, v.z)
+      assert.same({ 1, "2" }, v.a)
+      assert.same({ k = {} }, v.o)
+    end)
+
+    it("accepts whitespace and a UTF-8 BOM", function()
+      assert.same({ 1, 2 }, json.decode(" \t\r\n[ 1 ,\n 2 ] \n"))
+      assert.same({ 1 }, json.decode("\xEF\xBB\xBF[1]"))
+    end)
+
+    it("decodes null as json.null everywhere, so arrays keep their length", function()
+      assert.equal(json.null, json.decode("null"))
+      local a = json.decode("[null,1,null]")
+      assert.equal(3, #a)
+      assert.equal(json.null, a[1])
+      assert.equal(json.null, a[3])
+      local o = json.decode('{"a":null}')
+      assert.equal(json.null, o.a)
+      assert.equal("[null,1,null]", json.encode(a))
+      assert.equal("userdata", type(json.null))
+    end)
+
+    it("keeps [] and {} apart through a round trip", function()
+      assert.equal("[]", json.encode(json.decode("[]")))
+      assert.equal("{}", json.encode(json.decode("{}")))
+      local doc = '{"images":[],"filters":{"mettel.velocloud.net":[]},"meta":{}}'
+      local v = json.decode(doc)
+      local back = json.decode(json.encode(v))
+      assert.is_true(json.is_array(back.images))
+      assert.is_false(json.is_array(back.meta))
+      assert.is_true(json.is_array(back.filters["mettel.velocloud.net"]))
+      assert.equal('{"mettel.velocloud.net":[]}', json.encode(v.filters))
+      assert.equal("{}", json.encode(v.meta))
+      assert.equal("[]", json.encode(v.images))
+    end)
+
+    it("decodes integer literals that fit int64 exactly, bigger ones as floats", function()
+      assert.equal(9007199254740993, json.decode("9007199254740993"))
+      assert.equal("integer", math.type(json.decode("9007199254740993")))
+      assert.equal(math.mininteger, json.decode("-9223372036854775808"))
+      assert.equal(math.maxinteger, json.decode("9223372036854775807"))
+      assert.equal("9007199254740993", json.encode(json.decode("9007199254740993")))
+      assert.equal("float", math.type(json.decode("9223372036854775808")))
+      assert.equal(2.0 ^ 63, json.decode("9223372036854775808"))
+      assert.equal("float", math.type(json.decode("-9223372036854775809")))
+      assert.equal(0, json.decode("-0"))
+      assert.equal("integer", math.type(json.decode("-0")))
+    end)
+
+    it("decodes numbers with '.' or an exponent as floats", function()
+      assert.equal("float", math.type(json.decode("1.0")))
+      assert.equal("float", math.type(json.decode("1e2")))
+      assert.equal(100.0, json.decode("1E+2"))
+      assert.equal(0.001, json.decode("1e-3"))
+      assert.equal(-0.5, json.decode("-0.5"))
+      assert.equal(123.456, json.decode("123.456"))
+      assert.equal(1.7976931348623157e308, json.decode("1.7976931348623157e308"))
+      assert.equal(5e-324, json.decode("5e-324"))
+      assert.equal(0.1, json.decode("0.1000000000000000055511151231257827021181583404541015625"))
+      assert.equal("3.0", json.encode(json.decode("3.0")))
+    end)
+
+    it("decodes escapes and surrogate pairs to UTF-8", function()
+      assert.equal('"\\/\b\f\n\r\t', json.decode([["\"\\\/\b\f\n\r\t"]]))
+      assert.equal("é€", json.decode([["\u00e9\u20AC"]]))
+      assert.equal("😀", json.decode([["\ud83d\ude00"]]))
+      assert.equal("a\0b", json.decode([["a\u0000b"]]))
+      assert.equal("café", json.decode('"café"'))
+    end)
+
+    it("decodes lone surrogates to U+FFFD", function()
+      assert.equal("a\u{FFFD}b", json.decode([["a\ud800b"]]))
+      assert.equal("a\u{FFFD}b", json.decode([["a\udc00b"]]))
+      assert.equal("\u{FFFD}A", json.decode([["\ud83d\u0041"]]))
+      assert.equal("\u{FFFD}", json.decode([["\ud83d"]]))
+    end)
+
+    it("keeps the last value of a duplicated key", function()
+      assert.equal(2, json.decode('{"a":1,"a":2}').a)
+    end)
+
+    local invalid = {
+      { "", "expected a value, got end of input at line 1 column 1 (byte 1)" },
+      { "[1,2", "expected ',' or ']', got end of input at line 1 column 5 (byte 5)" },
+      { "[1,]", "expected a value, got ']' at line 1 column 4 (byte 4)" },
+      { '{"a":1,}', "expected a string key, got '}' at line 1 column 8 (byte 8)" },
+      { "{'a':1}", "expected a string key, got ''' at line 1 column 2 (byte 2)" },
+      { '{"a" 1}', "expected ':', got '1' at line 1 column 6 (byte 6)" },
+      { '{"a":1 "b":2}', "expected ',' or '}', got '\"' at line 1 column 8 (byte 8)" },
+      { "[1] [2]", "expected end of input after the value, got '[' at line 1 column 5 (byte 5)" },
+      { '{\n  "a": tru\n}', "invalid literal (true?) at line 2 column 8 (byte 10)" },
+      { '{\n  "é": x}', "expected a value, got 'x' at line 2 column 8 (byte 11)" },
+      { "01", "invalid number (leading zero) at line 1 column 1 (byte 1)" },
+      { "1.", "invalid number (digit expected after '.') at line 1 column 3 (byte 3)" },
+      { ".5", "expected a value, got '.' at line 1 column 1 (byte 1)" },
+      { "-", "invalid number (digit expected) at line 1 column 2 (byte 2)" },
+      { "1e", "invalid number (digit expected in exponent) at line 1 column 3 (byte 3)" },
+      { "NaN", "expected a value, got 'N' at line 1 column 1 (byte 1)" },
+      { "Infinity", "expected a value, got 'I' at line 1 column 1 (byte 1)" },
+      { "1e999", "number out of range at line 1 column 1 (byte 1)" },
+      { '"abc', "unterminated string at line 1 column 1 (byte 1)" },
+      { '"a\tb"', "control character U+0009 in string (must be escaped) at line 1 column 3 (byte 3)" },
+      { [["\q"]], "invalid escape 'q' in string at line 1 column 2 (byte 2)" },
+      { [["\u12x4"]], "invalid \\u escape (4 hex digits expected) at line 1 column 2 (byte 2)" },
+      { '"\xff"', "invalid UTF-8 in string at line 1 column 2 (byte 2)" },
+      { '"\xc3"', "invalid UTF-8 in string at line 1 column 2 (byte 2)" },
+      { "\0", "expected a value, got byte 0x00 at line 1 column 1 (byte 1)" },
+    }
+    for _, case in ipairs(invalid) do
+      it(("returns nil and a positioned message for %q"):format(case[1]), function()
+        local v, err = json.decode(case[1])
+        assert.is_nil(v)
+        assert.equal("ae.json: " .. case[2], err)
+      end)
+    end
+
+    it("raises when the argument is not a string (misuse)", function()
+      assert.equal("ae.json.decode: text must be a string, got nil", err_of(json.decode, nil))
+      assert.equal("ae.json.decode: text must be a string, got table", err_of(json.decode, {}))
+    end)
+
+    it("accepts 1000 levels of nesting and refuses more, without overflowing", function()
+      assert.equal(1000, json.max_depth)
+      local ok_doc = ("["):rep(1000) .. ("]"):rep(1000)
+      assert.equal(ok_doc, json.encode(json.decode(ok_doc)))
+      local v, err = json.decode(("["):rep(1001) .. ("]"):rep(1001))
+      assert.is_nil(v)
+      assert.equal("ae.json: nesting deeper than 1000 levels at line 1 column 1001 (byte 1001)", err)
+      v, err = json.decode(('{"a":'):rep(200000))
+      assert.is_nil(v)
+      assert.matches("nesting deeper than 1000 levels", err)
+      local deep = {}
+      local t = deep
+      for _ = 1, 1000 do
+        t[1] = {}
+        t = t[1]
+      end
+      assert.matches("^ae.json: nesting deeper than 1000 levels at %[1%]%[1%]", err_of(json.encode, deep))
+    end)
+  end)
+
+  describe("marks", function()
+    it("json.array / json.object return the table they mark", function()
+      local t = {}
+      assert.equal(t, json.array(t))
+      assert.equal(t, json.object(t))
+      assert.equal("{}", json.encode(t))
+    end)
+
+    it("refuse a table with a foreign metatable and non-tables", function()
+      assert.equal("ae.json.array: the table already has a metatable that is not an ae.json mark",
+        err_of(json.array, setmetatable({}, {})))
+      assert.equal("ae.json.object: expected a table, got number", err_of(json.object, 1))
+    end)
+
+    it("json.is_array tells whether encode would give a JSON array", function()
+      assert.is_true(json.is_array({ 1, 2 }))
+      assert.is_true(json.is_array(json.array()))
+      assert.is_true(json.is_array(json.decode("[]")))
+      assert.is_true(json.is_array(json.decode("[1]")))
+      assert.is_false(json.is_array({}))
+      assert.is_false(json.is_array(json.decode("{}")))
+      assert.is_false(json.is_array({ [2] = 1 }))
+      assert.is_false(json.is_array({ 1, x = 1 }))
+      assert.is_false(json.is_array("[]"))
+      assert.is_false(json.is_array(nil))
+    end)
+
+    it("decoded tables stay arrays/objects when scripts modify them", function()
+      local v = json.decode('{"list":[1],"map":{"a":1}}')
+      v.list[1] = nil
+      v.map.a = nil
+      assert.equal("[]", json.encode(v.list))
+      assert.equal("{}", json.encode(v.map))
+      v.map[5] = "five"
+      assert.equal('{"5":"five"}', json.encode(v.map))
+    end)
+  end)
+
+  describe("round trips", function()
+    it("keeps a realistic VeloCloud document unchanged", function()
+      local doc = '[{"edgeName":"Edge Gdańsk 01","serialNumber":"VC05200028729",'
+        .. '"edgeId":{"host":"mettel.velocloud.net",'
+        .. '"enterprise_id":137,"edge_id":2591},"links":[{"linkId":1,"interface":"GE1","state":"STABLE",'
+        .. '"bytesRx":9007199254740993,"latency":12.5,"displayName":null}],"lastContact":null,"tags":[],"custom":{}}]'
+      local v = json.decode(doc)
+      assert.equal(9007199254740993, v[1].links[1].bytesRx)
+      local again = json.decode(json.encode(v))
+      assert.same(v, again)
+      assert.equal("[]", json.encode(again[1].tags))
+      assert.equal("{}", json.encode(again[1].custom))
+      local ascii = json.encode(v, { ascii = true })
+      assert.matches("Gda\\u0144sk", ascii, 1, true)
+      assert.same(v, json.decode(ascii))
+    end)
+
+    it("round-trips random documents", function()
+      math.randomseed(42)
+      local chars = { "a", "Z", " ", '"', "\\", "/", "\n", "\1", "é", "€", "😀", "\u{10FFFF}" }
+      local function str()
+        local t = {}
+        for i = 1, math.random(0, 8) do
+          t[i] = chars[math.random(#chars)]
+        end
+        return table.concat(t)
+      end
+      local function val(d)
+        local r = math.random(d > 3 and 5 or 7)
+        if r == 1 then
+          return json.null
+        elseif r == 2 then
+          return math.random(math.mininteger, math.maxinteger)
+        elseif r == 3 then
+          return (math.random() - 0.5) * 10 ^ math.random(-12, 12)
+        elseif r == 4 then
+          return math.random() < 0.5
+        elseif r == 5 then
+          return str()
+        elseif r == 6 then
+          local t = json.array()
+          for i = 1, math.random(0, 4) do
+            t[i] = val(d + 1)
+          end
+          return t
+        end
+        local t = json.object()
+        for _ = 1, math.random(0, 4) do
+          t[str() .. "k"] = val(d + 1)
+        end
+        return t
+      end
+      for _ = 1, 500 do
+        local v = val(0)
+        local text = json.encode(v)
+        assert.same(v, json.decode(text))
+        assert.same(v, json.decode(json.encode(v, { ascii = true })))
+        assert.equal(#text, #json.encode(json.decode(text))) -- same members, maybe another key order
+      end
+    end)
+
+    it("decodes a 1 MB document quickly", function()
+      local parts = {}
+      for i = 1, 20000 do
+        parts[i] = ('{"id":%d,"name":"edge-%d","up":true,"v":%d.25,"n":null}'):format(i, i, i)
+      end
+      local text = "[" .. table.concat(parts, ",") .. "]"
+      assert.is_true(#text > 1000000)
+      local t0 = os.clock()
+      local v = json.decode(text)
+      local again = json.encode(v)
+      assert.equal(20000, #v)
+      assert.equal(#text, #again)
+      assert.is_true(os.clock() - t0 < 2, "1 MB-class round trip took too long")
+    end)
+  end)
+end)
