@@ -21,6 +21,7 @@
 int ae_engine_exit_requested(void);
 void ae_task_settle_shutdown(void);
 void ae_bindings_shutdown(void);
+int ae_httpd_boot(void); /* http_server.c: main HTTP server if configured */
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -80,6 +81,7 @@ static int boot(const char *config_path) {
         int l = ae_log_level_from_name(lvl);
         if (l > 0) ae_log_set_level(l);
     }
+    if (ae_httpd_boot() != 0) return -1;
     return 0;
 }
 
