@@ -400,12 +400,19 @@ static int load_file(const char *name, ae_tz **out, const char **why) {
     }
     unsigned char *buf = malloc(1 << 20);
     size_t len = buf ? fread(buf, 1, 1 << 20, f) : 0;
-    int rd_err = ferror(f);
+    int rd_errno = ferror(f) ? errno : 0;
     fclose(f);
-    if (!buf || rd_err) {
+    if (!buf || rd_errno || len < 4 || memcmp(buf, "TZif", 4) != 0) {
         free(buf);
-        *why = rd_err ? "read error (is it a directory?)" : "out of memory";
-        return -1;
+        if (!buf) {
+            *why = "out of memory";
+            return -1;
+        }
+        if (rd_errno && rd_errno != EISDIR) {
+            *why = strerror(rd_errno);
+            return -1;
+        }
+        return 0; /* a directory or another file of the tzdata tree: not a zone */
     }
     *out = parse_tzif(buf, len, why);
     free(buf);
