@@ -131,6 +131,10 @@ struct ae_unit {
     int close_scheduled;
     void (*on_closed)(ae_unit *u, void *arg);
     void *on_closed_arg;
+    /* called once when the start task ends: ok=1 returned, 0 raised or was
+     * destroyed (err says why). Used by reload.c; cleared before the call. */
+    void (*on_start_done)(ae_unit *u, int ok, const char *err);
+    void *on_start_done_arg;
 };
 
 /* Create a unit from a script. config_index: a stack index (in L_from) of the

@@ -4,12 +4,15 @@
  *   aengine check FILE.lua ...                   compile scripts, report errors
  *   aengine test [BUSTED ARGS]                   run busted specs inside the engine
  *   aengine exec SCRIPT.lua [ARGS]               run one script as a task, then exit
+ *   aengine console [--socket PATH] [-e CMD]     attach to a running engine
+ *   aengine reload [--socket PATH] [UNIT]        reload a running engine's changed scripts
  */
 #define _POSIX_C_SOURCE 200809L
 #include "config.h"
 #include "engine.h"
 #include "engine_internal.h"
 #include "log.h"
+#include "reload.h"
 
 #include <lualib.h>
 #include <stdio.h>
@@ -32,9 +35,12 @@ static void usage(FILE *f) {
             "  aengine check FILE.lua ...                  compile and validate scripts without running\n"
             "  aengine test [BUSTED ARGS ...]              run busted specs inside the engine\n"
             "  aengine exec SCRIPT.lua [ARGS ...]          run one script in a task, exit when it ends\n"
+            "  aengine console [--socket PATH] [-e CMD]    attach to a running engine (REPL, or one command)\n"
+            "  aengine reload [--socket PATH|--pid PID] [-f] [UNIT]\n"
+            "                                              reload a running engine's changed scripts\n"
             "  aengine --version | --help\n\n"
             "Environment: AE_LOG_LEVEL, AE_LOG_FORMAT=json, AE_CLOCK_START, AE_CLOCK_OFFSET,\n"
-            "AE_CLOCK_RATE, AE_CLOCK_MANUAL, AE_SHUTDOWN_DEADLINE, AE_SCRIPTS (see docs/).\n",
+            "AE_CLOCK_RATE, AE_CLOCK_MANUAL, AE_SHUTDOWN_DEADLINE, AE_SCRIPTS, AE_CONSOLE_SOCKET (see docs/).\n",
             AE_VERSION);
 }
 
@@ -189,6 +195,8 @@ static int cmd_run(int argc, char **argv) {
         teardown();
         return 1;
     }
+    ae_reload_init(config);
+    ae_console_start();
     AE_LOG_ENGINE(AE_LOG_INFO, "aengine %s running (pid %d)", AE_VERSION, (int)getpid());
     rc = ae_engine_run();
     int req = ae_engine_exit_requested();
@@ -243,6 +251,8 @@ int main(int argc, char **argv) {
     }
     if (strcmp(cmd, "run") == 0) return cmd_run(argc - 2, argv + 2);
     if (strcmp(cmd, "check") == 0) return cmd_check(argc - 2, argv + 2);
+    if (strcmp(cmd, "console") == 0) return ae_console_client_main(argc - 2, argv + 2);
+    if (strcmp(cmd, "reload") == 0) return ae_console_reload_main(argc - 2, argv + 2);
     if (strcmp(cmd, "test") == 0) return cmd_runner("module:ae.testing.busted", "test", argc - 2, argv + 2);
     if (strcmp(cmd, "exec") == 0) {
         if (argc < 3) {

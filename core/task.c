@@ -34,7 +34,8 @@ struct ae_task {
     void (*cancel)(void *);
     void *cancel_data;
     ae_timer sleep_timer;
-    int ok; /* when DONE: 1 = returned, 0 = raised */
+    int ok;       /* when DONE: 1 = returned, 0 = raised */
+    int is_start; /* the unit's first task (its chunk): reports to on_start_done */
 };
 
 static unsigned long next_id = 1;
@@ -89,6 +90,7 @@ ae_task *ae_task_spawn(ae_unit *u, lua_State *L, int nargs, const char *name) {
     t->started = ae_clock_now();
     lua_xmove(L, co, nargs + 1);
     t->nargs = nargs;
+    t->is_start = (u->tasks_started == 0);
     t->refcount = 1; /* the engine's reference, dropped when DONE */
     ae_timer_init(&t->sleep_timer, sleep_fire, t);
     t->next = u->tasks;
@@ -146,8 +148,13 @@ static void unlink_task(ae_task *t) {
     t->prev = t->next = NULL;
 }
 
-static void finish(ae_task *t, int ok) {
+static void finish(ae_task *t, int ok, const char *err) {
     ae_unit *u = t->unit;
+    if (t->is_start && u->on_start_done) {
+        void (*done)(ae_unit *, int, const char *) = u->on_start_done;
+        u->on_start_done = NULL;
+        done(u, ok, err);
+    }
     t->state = T_DONE;
     t->ok = ok;
     ae_timer_stop(&t->sleep_timer);
@@ -199,10 +206,10 @@ void ae_task_resume_now(ae_task *t) {
         lua_pop(u->L, 1);
         u->task_errors++;
         ae_metric_inc("aengine_task_errors", "Task errors per unit", "unit", u->name, 1);
-        finish(t, 0);
+        finish(t, 0, msg);
         return;
     }
-    finish(t, 1);
+    finish(t, 1, NULL);
 }
 
 /* Destroy every task of a unit that is being force-closed. */
@@ -213,7 +220,7 @@ void ae_task_destroy_all(ae_unit *u) {
         t->cancel = NULL;
         /* a READY task may still be in the engine's queue: leave it there as
          * DONE; resume_now ignores it, release happens when refcount drops */
-        finish(t, 0);
+        finish(t, 0, "the unit was closed before its start task ended");
     }
 }
 
