@@ -25,6 +25,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -287,7 +288,16 @@ static void pending_abort(pending *p, int code, const char *msg) {
     if (p->done) return;
     p->done = 1;
     server *srv = p->srv;
-    if (p->req) reply_error(srv, p->req, code, msg, p->started);
+    if (p->req) {
+        /* after the loop ended (units force-closed at exit) nothing would
+         * write the reply out: write it to the socket now */
+        struct event_base *base = ae_engine_base();
+        struct evhttp_connection *conn = evhttp_request_get_connection(p->req);
+        struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+        reply_error(srv, p->req, code, msg, p->started);
+        if (bev && base && event_base_got_break(base))
+            evbuffer_write(bufferevent_get_output(bev), bufferevent_getfd(bev));
+    }
     p->req = NULL;
     pending_unlink(p);
 }
