@@ -85,6 +85,7 @@ struct nconn {
     int state;
     int refs;
     int is_default;
+    int closing; /* close asked: a disconnect is expected, not news */
     char *err;
     char name[64];
     char inbox[64]; /* "_INBOX.<nuid>." */
@@ -247,7 +248,9 @@ static void req_timeout(ae_timer *t) {
     if (r->task) {
         lua_State *co = ae_task_thread(r->task);
         lua_pushnil(co);
-        lua_pushfstring(co, "timeout after %g s", r->timeout);
+        char msg[64];
+        snprintf(msg, sizeof msg, "timeout after %g s", r->timeout);
+        lua_pushstring(co, msg);
         ae_task_wake(r->task, 2);
     }
     free(r->subject);
@@ -452,6 +455,7 @@ static void conn_event_loop(void *arg) {
     nconn *c = e->c;
     switch (e->kind) {
     case EV_DISCONNECTED:
+        if (c->closing) break;
         c->disconnects++;
         ae_metric_inc("aengine_nats_disconnects", "NATS connection losses", "connection", c->name, 1);
         ae_log(AE_LOG_WARNING, "engine", 0, "ae.nats: connection '%s' lost its server; reconnecting", c->name);
@@ -590,8 +594,10 @@ static void *connect_worker(void *arg) {
 /* Engine exit (every unit is closed): close every connection, let nats.c
  * join its threads, then free what is left. */
 static void at_exit(void) {
-    for (nconn *c = conns; c; c = c->gnext)
+    for (nconn *c = conns; c; c = c->gnext) {
+        c->closing = 1;
         if (c->nc) natsConnection_Close(c->nc);
+    }
     for (nsub *s = subs; s; s = s->gnext) {
         if (s->sub) natsSubscription_Destroy(s->sub);
         s->sub = NULL;
@@ -1132,6 +1138,7 @@ static int l_close(lua_State *L) {
     conn_box *b = luaL_checkudata(L, 1, CONN_MT);
     nconn *c = b->c;
     if (c && !c->is_default && c->state != C_CLOSED) {
+        c->closing = 1;
         if (c->nc) {
             natsConnection_Close(c->nc);
         }
