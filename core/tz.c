@@ -341,13 +341,10 @@ fail:
 
 /* --------------------------------------------------------------- cache */
 
-static ae_tz utc_zone = {.name = "UTC", .ntypes = 1};
 static ae_tz_type utc_type = {0, 0, "UTC"};
+static ae_tz utc_zone = {.name = "UTC", .types = &utc_type, .ntypes = 1};
 
-const ae_tz *ae_tz_utc(void) {
-    utc_zone.types = &utc_type;
-    return &utc_zone;
-}
+const ae_tz *ae_tz_utc(void) { return &utc_zone; }
 
 const char *ae_tz_name(const ae_tz *z) { return z->name; }
 
