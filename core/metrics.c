@@ -304,6 +304,27 @@ ae_metric_family *ae_metrics_declare(ae_metric_type type, const char *name, cons
         }
         return f;
     }
+    /* the names it would expose must not collide with another family's */
+    static const char *const sfx_counter[] = {"_total", "_created", NULL};
+    static const char *const sfx_gauge[] = {"", NULL};
+    static const char *const sfx_hist[] = {"", "_bucket", "_count", "_sum", "_created", NULL};
+    const char *const *mine = type == AE_METRIC_COUNTER ? sfx_counter : type == AE_METRIC_GAUGE ? sfx_gauge : sfx_hist;
+    for (ae_metric_family *o = families; o; o = o->next) {
+        const char *const *theirs = o->type == AE_METRIC_COUNTER ? sfx_counter
+                                    : o->type == AE_METRIC_GAUGE ? sfx_gauge
+                                                                 : sfx_hist;
+        for (int i = 0; mine[i]; i++)
+            for (int j = 0; theirs[j]; j++) {
+                char a[300], b[300];
+                snprintf(a, sizeof a, "%s%s", base, mine[i]);
+                snprintf(b, sizeof b, "%s%s", o->name, theirs[j]);
+                if (strcmp(a, b) == 0) {
+                    snprintf(err, errlen, "metric '%s' would expose '%s', already exposed by the %s '%s'", name, a,
+                             type_name(o->type), o->name);
+                    return NULL;
+                }
+            }
+    }
     ae_engine_at_exit(ae_metrics_free_all);
     f = xcalloc(1, sizeof *f);
     f->name = xstrdup(base);
@@ -499,6 +520,15 @@ void ae_metrics_format_float(double d, char *out, size_t n) {
     snprintf(out, n, "%s", s);
 }
 
+typedef struct provider {
+    char *name;
+    ae_status_fn fn;
+    void *arg;
+    struct provider *next;
+} provider;
+
+static provider *providers;
+
 /* ------------------------------------------------------------- render */
 
 typedef struct {
@@ -658,18 +688,12 @@ void ae_metrics_free_all(void) {
     }
     families = families_last = NULL;
     memset(family_table, 0, sizeof family_table);
+    while (providers)
+        ae_status_provider_remove(providers->name);
 }
 
 /* ----------------------------------------------------- status providers */
 
-typedef struct provider {
-    char *name;
-    ae_status_fn fn;
-    void *arg;
-    struct provider *next;
-} provider;
-
-static provider *providers;
 
 void ae_status_provider(const char *name, ae_status_fn fn, void *arg) {
     for (provider *p = providers; p; p = p->next)
