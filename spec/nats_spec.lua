@@ -477,7 +477,8 @@ describe("ae.nats", function()
     end))
     assert(nats.flush(2))
     local stub = { token = nats.new_request_id(), is_stored = true }
-    local r, err = nats.request(subj, stub, { timeout = 0.2, retry = { multiplier = 0.05, min = 0.05, stop_delay = 0.5 } })
+    local r, err = nats.request(subj, stub,
+      { timeout = 0.2, retry = { multiplier = 0.05, min = 0.05, stop_delay = 0.5 } })
     assert.is_nil(r)
     assert.matches("timeout", err)
     assert.equal(0, calls)

@@ -200,7 +200,8 @@ end
 local function publish_text(self, subject, text, policy)
   local big = #text > M.MAX_INLINE
   local start = clock.now()
-  local attempt, err = 0, nil
+  local attempt = 0
+  local err
   while true do
     attempt = attempt + 1
     local h, e = self:_handle()
