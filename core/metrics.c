@@ -16,6 +16,7 @@
 #include "log.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +61,15 @@ static uint64_t fnv(const char *s) {
         h *= 1099511628211ULL;
     }
     return h;
+}
+
+/* vsnprintf: truncation of long names in messages is intended */
+static void fmt_to(char *out, size_t n, const char *fmt, ...) AE_PRINTF(3, 4);
+static void fmt_to(char *out, size_t n, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out, n, fmt, ap);
+    va_end(ap);
 }
 
 static char *xstrdup(const char *s) {
@@ -247,26 +257,26 @@ ae_metric_family *ae_metrics_declare(ae_metric_type type, const char *name, cons
                                      size_t errlen) {
     char base[256];
     if (!valid_metric_name(name) || strlen(name) >= sizeof base) {
-        snprintf(err, errlen, "invalid metric name '%s' (letters, digits, '_' and ':', not starting with a digit)",
-                 name ? name : "");
+        fmt_to(err, errlen, "invalid metric name '%s' (letters, digits, '_' and ':', not starting with a digit)",
+               name ? name : "");
         return NULL;
     }
     if (nlabels < 0 || nlabels > AE_METRIC_MAX_LABELS) {
-        snprintf(err, errlen, "metric '%s': at most %d labels", name, AE_METRIC_MAX_LABELS);
+        fmt_to(err, errlen, "metric '%s': at most %d labels", name, AE_METRIC_MAX_LABELS);
         return NULL;
     }
     for (int i = 0; i < nlabels; i++) {
         if (!valid_label_name(labels[i])) {
-            snprintf(err, errlen, "metric '%s': invalid label name '%s'", name, labels[i] ? labels[i] : "");
+            fmt_to(err, errlen, "metric '%s': invalid label name '%s'", name, labels[i] ? labels[i] : "");
             return NULL;
         }
         if (type == AE_METRIC_HISTOGRAM && strcmp(labels[i], "le") == 0) {
-            snprintf(err, errlen, "metric '%s': a histogram cannot have a label named 'le'", name);
+            fmt_to(err, errlen, "metric '%s': a histogram cannot have a label named 'le'", name);
             return NULL;
         }
         for (int j = 0; j < i; j++)
             if (strcmp(labels[i], labels[j]) == 0) {
-                snprintf(err, errlen, "metric '%s': duplicate label name '%s'", name, labels[i]);
+                fmt_to(err, errlen, "metric '%s': duplicate label name '%s'", name, labels[i]);
                 return NULL;
             }
     }
@@ -276,12 +286,12 @@ ae_metric_family *ae_metrics_declare(ae_metric_type type, const char *name, cons
     }
     if (type == AE_METRIC_HISTOGRAM) {
         if (nbuckets < 1 || nbuckets > AE_METRIC_MAX_BUCKETS) {
-            snprintf(err, errlen, "histogram '%s': between 1 and %d buckets", name, AE_METRIC_MAX_BUCKETS);
+            fmt_to(err, errlen, "histogram '%s': between 1 and %d buckets", name, AE_METRIC_MAX_BUCKETS);
             return NULL;
         }
         for (int i = 0; i < nbuckets; i++) {
             if (isnan(buckets[i]) || (i > 0 && !(buckets[i] > buckets[i - 1]))) {
-                snprintf(err, errlen, "histogram '%s': buckets must be increasing numbers", name);
+                fmt_to(err, errlen, "histogram '%s': buckets must be increasing numbers", name);
                 return NULL;
             }
         }
@@ -291,15 +301,15 @@ ae_metric_family *ae_metrics_declare(ae_metric_type type, const char *name, cons
     ae_metric_family *f = find_base(base);
     if (f) {
         if (f->type != type) {
-            snprintf(err, errlen, "metric '%s' already exists as a %s (declared here as a %s)", base,
-                     type_name(f->type), type_name(type));
+            fmt_to(err, errlen, "metric '%s' already exists as a %s (declared here as a %s)", base, type_name(f->type),
+                   type_name(type));
             return NULL;
         }
         int same = f->nlabels == nlabels;
         for (int i = 0; same && i < nlabels; i++)
             same = strcmp(f->labels[i], labels[i]) == 0;
         if (!same) {
-            snprintf(err, errlen, "metric '%s' already exists with other label names", base);
+            fmt_to(err, errlen, "metric '%s' already exists with other label names", base);
             return NULL;
         }
         return f;
@@ -319,8 +329,8 @@ ae_metric_family *ae_metrics_declare(ae_metric_type type, const char *name, cons
                 snprintf(a, sizeof a, "%s%s", base, mine[i]);
                 snprintf(b, sizeof b, "%s%s", o->name, theirs[j]);
                 if (strcmp(a, b) == 0) {
-                    snprintf(err, errlen, "metric '%s' would expose '%s', already exposed by the %s '%s'", name, a,
-                             type_name(o->type), o->name);
+                    fmt_to(err, errlen, "metric '%s' would expose '%s', already exposed by the %s '%s'", name, a,
+                           type_name(o->type), o->name);
                     return NULL;
                 }
             }
@@ -514,7 +524,7 @@ void ae_metrics_format_float(double d, char *out, size_t n) {
         while (k > 0 && (m[k - 1] == '0' || m[k - 1] == '.'))
             k--;
         m[k] = '\0';
-        snprintf(out, n, "%se+0%d", m, dot - 1);
+        fmt_to(out, n, "%se+0%d", m, dot - 1);
         return;
     }
     snprintf(out, n, "%s", s);
@@ -693,7 +703,6 @@ void ae_metrics_free_all(void) {
 }
 
 /* ----------------------------------------------------- status providers */
-
 
 void ae_status_provider(const char *name, ae_status_fn fn, void *arg) {
     for (provider *p = providers; p; p = p->next)
