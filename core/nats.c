@@ -388,6 +388,7 @@ static void deliver_user(nsub *s, natsMsg *m) {
 
 static void deliver_reply(nconn *c, natsMsg *m) {
     ae_metric_inc("aengine_nats_messages_in", H_IN, "subject", "_INBOX", 1);
+    if (natsMsg_IsNoResponders(m)) return; /* the timeout decides, as in the original */
     const char *subj = natsMsg_GetSubject(m);
     size_t pl = strlen(c->inbox);
     if (strncmp(subj, c->inbox, pl) != 0) return;
@@ -676,6 +677,8 @@ static nconn *conn_create(conn_settings *cs, char *errbuf, size_t errlen) {
     TRY(natsOptions_SetPingInterval(o, (int64_t)(cs->ping_interval * 1000)), "ping_interval");
     TRY(natsOptions_SetMaxPingsOut(o, 2), "max pings out");
     TRY(natsOptions_SetMaxPendingMsgs(o, PENDING_LIMIT), "pending limit");
+    /* like the original client: a request nobody serves waits for its timeout */
+    TRY(natsOptions_DisableNoResponders(o, true), "no responders");
     TRY(natsOptions_SetRetryOnFailedConnect(o, true, on_connected, c), "retry on failed connect");
     TRY(natsOptions_SetDisconnectedCB(o, on_disconnected, c), "callbacks");
     TRY(natsOptions_SetReconnectedCB(o, on_reconnected, c), "callbacks");
