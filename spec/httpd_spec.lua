@@ -416,3 +416,38 @@ describe("health while NATS is down (platform case 17)", function()
     assert.equal("null", res.body)
   end)
 end)
+
+describe("unit closed while a request is pending", function()
+  it("answers 503 when the shutdown deadline force-closes the handler's unit", function()
+    local probe = assert(httpd.listen("127.0.0.1:0"))
+    local port = probe.port
+    probe:close()
+    task.sleep(0.05)
+    local script = write_unit([[
+      local httpd = require "ae.httpd"
+      httpd.route("GET", "/forever", function() require("ae.task").sleep(60) return "late" end)
+    ]])
+    local pidfile = script .. ".pid"
+    os.execute(string.format("(AE_SHUTDOWN_DEADLINE=0.3 AE_HTTP_LISTEN=127.0.0.1:%d %s run %s " ..
+      ">/dev/null 2>&1 & echo $! > %s)", port, child.quote(child.aengine), child.quote(script), pidfile))
+    for _ = 1, 50 do
+      if http.get("http://127.0.0.1:" .. port .. "/_health", { timeout = 1 }) then break end
+      task.sleep(0.1)
+    end
+    -- on a fresh connection (see the report: a kept-alive one is not flushed at exit)
+    local pending = task.spawn(function()
+      return raw("127.0.0.1:" .. port, "GET /forever HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    end)
+    task.sleep(0.2)
+    local f = assert(io.open(pidfile))
+    local pid = assert(tonumber(f:read("a")))
+    f:close()
+    os.execute("kill -TERM " .. pid)
+    local ok, out = pending:wait()
+    os.remove(pidfile)
+    os.remove(script)
+    assert.is_true(ok)
+    assert.matches("^HTTP/1%.1 503", out)
+    assert.matches('{"error":"service unavailable: the handler\'s unit stopped before answering"}', out, 1, true)
+  end)
+end)
