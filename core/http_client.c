@@ -200,8 +200,32 @@ void ae_curl_job_abort(ae_curl_job *job) {
     curl_multi_remove_handle(cm.multi, job->easy);
 }
 
+/* host of a URL without userinfo: between "://" and the next '/', ':', '?' or
+ * '#' ("[...]" kept whole for IPv6) */
+static int quick_host(const char *url, char *host, size_t hostlen) {
+    const char *p = strstr(url, "://");
+    if (!p) return -1;
+    p += 3;
+    const char *e = p;
+    if (*e == '[') {
+        e = strchr(e, ']');
+        if (!e) return -1;
+        e++;
+    } else {
+        e += strcspn(e, "/:?#");
+    }
+    if (e == p) return -1;
+    if (host) snprintf(host, hostlen, "%.*s", (int)(e - p), p);
+    return 0;
+}
+
 void ae_curl_safe_url(const char *url, char *out, size_t outlen, char *host, size_t hostlen) {
     if (host && hostlen) host[0] = '\0';
+    /* common case: no credentials in the URL, nothing to parse */
+    if (!strchr(url, '@') && strlen(url) < outlen && quick_host(url, host, hostlen) == 0) {
+        memcpy(out, url, strlen(url) + 1);
+        return;
+    }
     CURLU *u = curl_url();
     char *s = NULL, *h = NULL;
     if (u && curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK) {
@@ -271,7 +295,9 @@ typedef struct hclient {
     int cookies;
     int max_in_flight, in_flight;
     xfer *qhead, *qtail;
-    int refs; /* the Lua userdata + every live transfer */
+    int refs;    /* the Lua userdata + every live transfer */
+    CURL **pool; /* idle easy handles kept for the next requests */
+    int npool, pool_cap;
 } hclient;
 
 struct xfer {
@@ -292,12 +318,38 @@ struct xfer {
 
 static void client_unref(hclient *c) {
     if (--c->refs > 0) return;
+    while (c->npool > 0)
+        curl_easy_cleanup(c->pool[--c->npool]);
+    free(c->pool);
     if (c->share) curl_share_cleanup(c->share);
     free(c);
 }
 
+/* an easy handle for a new request: a pooled one (reset) or a new one */
+static CURL *client_take_easy(hclient *c) {
+    if (c->npool > 0) return c->pool[--c->npool];
+    return curl_easy_init();
+}
+
+/* keep a finished (removed from the multi) handle for reuse */
+static void client_give_easy(hclient *c, CURL *e) {
+    if (!c->pool && c->pool_cap > 0) c->pool = calloc((size_t)c->pool_cap, sizeof *c->pool);
+    if (!c->pool || c->npool >= c->pool_cap) {
+        curl_easy_cleanup(e);
+        return;
+    }
+    curl_easy_setopt(e, CURLOPT_SHARE, NULL);
+    curl_easy_reset(e);
+    c->pool[c->npool++] = e;
+}
+
 static void xfer_free(xfer *x) {
-    if (x->job.easy) curl_easy_cleanup(x->job.easy);
+    if (x->job.easy) {
+        if (x->cl)
+            client_give_easy(x->cl, x->job.easy);
+        else
+            curl_easy_cleanup(x->job.easy);
+    }
     curl_slist_free_all(x->hdrs);
     free(x->body);
     buf_free(&x->resp);
@@ -511,6 +563,7 @@ static int l_client(lua_State *L) {
     c->refs = 1;
     c->cookies = cookies;
     c->max_in_flight = (int)max;
+    c->pool_cap = max < 256 ? (int)max : 256;
     c->share = curl_share_init();
     if (c->share) {
         curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
@@ -690,7 +743,7 @@ static int l_request(lua_State *L) {
 
     /* everything validated: allocate (no Lua error from here on) */
     xfer *x = calloc(1, sizeof *x);
-    CURL *e = x ? curl_easy_init() : NULL;
+    CURL *e = x ? client_take_easy(c) : NULL;
     if (!e) {
         free(x);
         lua_pushnil(L);
