@@ -563,7 +563,9 @@ static int l_client(lua_State *L) {
     c->refs = 1;
     c->cookies = cookies;
     c->max_in_flight = (int)max;
-    c->pool_cap = max < 256 ? (int)max : 256;
+    /* no handle pool with cookies: libcurl 7.88 loses the CURLOPT_COOKIEFILE
+     * list of a handle that is reset before a transfer loaded it */
+    c->pool_cap = cookies ? 0 : (max < 256 ? (int)max : 256);
     c->share = curl_share_init();
     if (c->share) {
         curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
@@ -599,7 +601,6 @@ static int l_client_stats(lua_State *L) {
 static CURL *cookie_handle(hclient *c) {
     CURL *e = curl_easy_init();
     if (!e) return NULL;
-    curl_easy_setopt(e, CURLOPT_COOKIEFILE, "");
     curl_easy_setopt(e, CURLOPT_SHARE, c->share);
     return e;
 }
@@ -814,7 +815,7 @@ static int l_request(lua_State *L) {
         curl_easy_setopt(e, CURLOPT_PASSWORD, password ? password : "");
     }
     if (c->share) curl_easy_setopt(e, CURLOPT_SHARE, c->share);
-    if (c->cookies) curl_easy_setopt(e, CURLOPT_COOKIEFILE, "");
+    if (c->cookies) curl_easy_setopt(e, CURLOPT_COOKIEFILE, ""); /* cookie engine on; jar in the share */
 
     if (strcmp(method, "HEAD") == 0) {
         curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
