@@ -7,9 +7,10 @@ build=${1:-build}
 total=${2:-20000}
 bench="$build/bench"
 exec 3< <(sleep 600)   # the server's stdin: it exits when this script does
+keeper=$!
 "$bench/bench_http_bench_server" 0 <&3 >"/tmp/http_bench_server.$$" &
 srv=$!
-trap 'kill $srv 2>/dev/null || true; rm -f /tmp/http_bench_server.$$' EXIT
+trap 'kill $srv $keeper 2>/dev/null || true; rm -f /tmp/http_bench_server.$$' EXIT
 for _ in $(seq 1 50); do grep -q port "/tmp/http_bench_server.$$" 2>/dev/null && break; sleep 0.05; done
 port=$(awk '/port/ {print $2}' "/tmp/http_bench_server.$$")
 url="http://127.0.0.1:$port/hello"
