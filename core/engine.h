@@ -129,6 +129,7 @@ struct ae_unit {
     ae_unit *replaced_by;  /* during reload */
     char *last_error;
     int close_scheduled;
+    int in_resume; /* > 0 while a task of this unit runs (allocations are protected) */
     void (*on_closed)(ae_unit *u, void *arg);
     void *on_closed_arg;
     /* called once when the start task ends: ok=1 returned, 0 raised or was

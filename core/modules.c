@@ -5,6 +5,7 @@
 #include "engine.h"
 #include "engine_internal.h"
 
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,4 +57,25 @@ void ae_engine_at_exit(void (*fn)(void)) {
 void ae_bindings_shutdown(void) {
     while (nexit > 0)
         exit_hooks[--nexit]();
+}
+
+/* ------------------------------------------------------- error helpers */
+
+int ae_error(lua_State *L, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    luaL_where(L, 1);
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    lua_concat(L, 2);
+    return lua_error(L);
+}
+
+int ae_fail(lua_State *L, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    lua_pushnil(L);
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    return 2;
 }

@@ -135,7 +135,8 @@ void ae_task_release(ae_task *t) {
 static void budget_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
     ae_unit *u = ae_unit_of(L);
-    luaL_error(L, "instruction budget exceeded: more than %ld Lua instructions without waiting", u->instr_budget);
+    luaL_error(L, "instruction budget exceeded: more than %I Lua instructions without waiting",
+               (lua_Integer)u->instr_budget);
 }
 
 static void unlink_task(ae_task *t) {
@@ -184,7 +185,9 @@ void ae_task_resume_now(ae_task *t) {
     t->state = T_RUNNING;
     if (u->instr_budget > 0) lua_sethook(t->co, budget_hook, LUA_MASKCOUNT, (int)u->instr_budget);
     int nres = 0;
+    u->in_resume++;
     int st = lua_resume(t->co, NULL, t->nargs, &nres);
+    u->in_resume--;
     t->nargs = 0;
     running = outer;
     if (st == LUA_YIELD) {

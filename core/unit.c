@@ -44,8 +44,12 @@ static void *unit_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
         return NULL;
     }
     /* refuse growth past the cap; Lua turns NULL into a memory error that
-     * stops only the task that allocated */
-    if (u->mem_limit && nsize > old && u->mem_used - old + nsize > u->mem_limit) return NULL;
+     * stops only the task that allocated. Only while a task runs: there the
+     * error is caught by lua_resume. Outside (a binding pushing a reply onto
+     * a waiting task, the loop spawning a task) an allocation failure would
+     * be an unprotected error and abort the process, so the cap is let slip
+     * by that allocation and enforced at the unit's next resume. */
+    if (u->mem_limit && u->in_resume && nsize > old && u->mem_used - old + nsize > u->mem_limit) return NULL;
     void *n = realloc(ptr, nsize);
     if (!n) return NULL;
     u->mem_used = u->mem_used - old + nsize;

@@ -19,6 +19,13 @@ local function capture(err)
   return { err = err, traceback = debug.traceback(tostring(err), 2) }
 end
 
+-- The error value of a failed xpcall. Memory errors skip the message
+-- handler, so the value may be the raw error rather than capture()'s table.
+local function unpack_error(e)
+  if type(e) == "table" and e.traceback then return e.err, e.traceback end
+  return e, tostring(e)
+end
+
 local Task = {}
 Task.__index = Task
 
@@ -30,15 +37,16 @@ function M.spawn(fn, ...)
   self.handle = core.spawn(function(...)
     local res = table.pack(xpcall(fn, capture, ...))
     self.done, self.ok = true, res[1]
+    local traceback
     if res[1] then
       self.results = table.pack(table.unpack(res, 2, res.n))
     else
-      self.err = res[2].err
-      core.report_error(res[2].traceback)
+      self.err, traceback = unpack_error(res[2])
     end
     local waiters = self.waiters
     self.waiters = {}
     for _, w in ipairs(waiters) do core.wake(w) end
+    if traceback then core.report_error(traceback) end
   end, ...)
   return self
 end
@@ -82,7 +90,7 @@ function M.gather(fns, opts)
       if ok then
         results[i] = value
       else
-        errors[i] = value.err
+        errors[i] = unpack_error(value)
         nerrors = nerrors + 1
       end
     end

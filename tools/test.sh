@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Set everything up and run every test: hygiene (luacheck, clang-format), the C
+# tests under AddressSanitizer + UndefinedBehaviorSanitizer, then the whole
+# ctest suite (C tests + busted specs against real nats-server/redis-server).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools/setup.sh
+
+echo "== luacheck"
+luacheck --config .luacheckrc scripts spec core/lua bench
+
+echo "== clang-format"
+clang-format --dry-run -Werror core/*.c core/*.h tests/c/*.c bench/*.c
+
+echo "== C tests under ASan + UBSan"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DAE_SANITIZE=ON >/dev/null
+cmake --build build-asan -j"$(nproc)"
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest -L c --output-on-failure)
+
+echo "== all tests"
+(cd build && ctest --output-on-failure -j2)
