@@ -405,9 +405,12 @@ static void on_handshake(redisAsyncContext *ac, void *reply, void *privdata) {
     if (!r) return;                                     /* the disconnect callback handles it */
     if (r->type == REDIS_REPLY_ERROR) {
         char reason[256];
-        snprintf(reason, sizeof reason, "%s failed: %s", c->handshake_left == 2 || !c->db ? "AUTH" : "SELECT",
-                 r->str ? r->str : "error");
-        if (c->password && c->handshake_left == 1 && c->db) /* AUTH passed, SELECT failed */
+        /* replies come in order: AUTH (when a password is set), then SELECT */
+        int total = (c->password ? 1 : 0) + (c->db ? 1 : 0);
+        int is_auth = c->password && c->handshake_left == total;
+        if (is_auth)
+            snprintf(reason, sizeof reason, "AUTH failed: %s", r->str ? r->str : "error");
+        else
             snprintf(reason, sizeof reason, "SELECT %d failed: %s", c->db, r->str ? r->str : "error");
         ae_log(AE_LOG_ERROR, "engine", 0, "ae.redis: %s: %s:%d: %s", c->name, c->host, c->port, reason);
         ae_metric_inc(M_RECONNECTS, H_RECONNECTS, "name", c->name, 1);

@@ -400,6 +400,32 @@ describe("ae.redis", function()
       assert.equal("PONG", c:ping())
     end)
 
+    it("times out on the engine clock (manual clock)", function()
+      local clock = require "ae.clock"
+      local c = redis.connect { url = s.url, name = "clocked", timeout = 30 }
+      assert.equal("PONG", c:ping())
+      s:stop()
+      task.sleep(0.05) -- let the client see the connection close
+      finally(function() clock.unfreeze() end)
+      clock.freeze()
+      local t = task.spawn(function() return c:get(key("x")) end)
+      local t0 = clock.monotonic()
+      clock.advance(29)
+      assert.not_equal("done", t:status())
+      clock.advance(2)
+      local ok, err = t:wait()
+      assert.is_false(ok)
+      assert.matches("ae.redis: clocked: timeout after 30 s waiting for GET", tostring(err), 1, true)
+      assert.is_true(clock.monotonic() - t0 < 5)
+      s:start()
+      assert.equal("PONG", c:ping())
+    end)
+
+    it("fails SELECT of a database the server does not have", function()
+      local c = redis.connect { url = s.url .. "/999", name = "baddb", timeout = 2 }
+      assert.matches("ae.redis: baddb: SELECT 999 failed: ERR DB index is out of range", errmsg(c.ping, c), 1, true)
+    end)
+
     it("queues commands issued while down and sends them once reconnected", function()
       local c = redis.connect { url = s.url, name = "queue", timeout = 5 }
       assert.equal("PONG", c:ping())
