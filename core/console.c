@@ -13,8 +13,8 @@
  *     task of the unit, so its errors, memory cap and instruction budget are
  *     the unit's and never the engine's;
  *   - writes are non-blocking: while a client has more than 256 KB unread,
- *     its next command is not read; a client that does not read for 10 s, or
- *     lets 1 MB pile up, is dropped.
+ *     its next command is not read; a client that does not read for 10 s
+ *     (console.write_timeout), or lets 1 MB pile up, is dropped.
  */
 #define _GNU_SOURCE
 #include "config.h"
@@ -119,6 +119,7 @@ static client *clients;
 static int nclients;
 static creq *reqs;
 static unsigned long next_req_id = 1;
+static double write_timeout = WRITE_TIMEOUT_S; /* console.write_timeout */
 
 static void client_free(client *c, const char *why) {
     if (why) AE_LOG_ENGINE(AE_LOG_INFO, "console: client pid %d disconnected: %s", (int)c->pid, why);
@@ -750,8 +751,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg) {
     client *c = arg;
     if (what & BEV_EVENT_TIMEOUT) {
         ae_metric_inc("aengine_console_dropped_clients", "Console clients dropped for not reading", NULL, NULL, 1);
-        AE_LOG_ENGINE(AE_LOG_WARNING, "console: client pid %d did not read its output for %d s; dropped", (int)c->pid,
-                      WRITE_TIMEOUT_S);
+        AE_LOG_ENGINE(AE_LOG_WARNING, "console: client pid %d did not read its output for %g s; dropped", (int)c->pid,
+                      write_timeout);
         client_free(c, NULL);
     } else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
         client_free(c, NULL);
@@ -810,7 +811,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     if (clients) clients->prev = c;
     clients = c;
     nclients++;
-    struct timeval wt = {WRITE_TIMEOUT_S, 0};
+    struct timeval wt = {(time_t)write_timeout, (suseconds_t)((write_timeout - (double)(time_t)write_timeout) * 1e6)};
     bufferevent_set_timeouts(c->bev, NULL, &wt);
     bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
@@ -854,6 +855,8 @@ int ae_console_start(void) {
         AE_LOG_ENGINE(AE_LOG_INFO, "console: disabled");
         return 0;
     }
+    write_timeout = ae_config_number("console.write_timeout", WRITE_TIMEOUT_S);
+    if (write_timeout <= 0) write_timeout = WRITE_TIMEOUT_S;
     if (strlen(path) >= sizeof sock_path) {
         AE_LOG_ENGINE(AE_LOG_ERROR, "console: socket path too long (max %zu bytes): %s; console disabled",
                       sizeof sock_path - 1, path);

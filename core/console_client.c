@@ -152,13 +152,12 @@ static int read_answer(char **body, size_t *blen) {
 /* Sends one command and prints the answer. Returns 1 ok, 0 err, -1 lost. */
 static int command(const char *cmd, int quiet) {
     size_t n = strlen(cmd);
-    if (write_all(cmd, n) != 0 || write_all("\n", 1) != 0) {
-        fprintf(stderr, "aengine console: connection lost\n");
-        return -1;
-    }
+    /* on a failed write still read: a refusal frame may be waiting */
+    int sent = write_all(cmd, n) == 0 && write_all("\n", 1) == 0;
     char *body = NULL;
     size_t len = 0;
     int r = read_answer(&body, &len);
+    if (!sent && r > 0) r = 0; /* an answer, but not to this command */
     if (r < 0) {
         fprintf(stderr, "aengine console: connection lost\n");
         return -1;
