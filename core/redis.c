@@ -25,6 +25,7 @@
 #include "engine.h"
 #include "log.h"
 #include "config.h"
+#include "metrics.h"
 
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
@@ -105,10 +106,12 @@ typedef struct {
 
 static rconn *conns;
 static int at_exit_registered;
+static int exiting; /* at exit the metrics registry may already be gone */
 
 /* ------------------------------------------------------------- helpers */
 
 static void set_connected_metric(rconn *c) {
+    if (exiting) return;
     ae_metric_set(M_CONNECTED, H_CONNECTED, "name", c->name, c->state == C_READY ? 1 : 0);
 }
 
@@ -173,7 +176,7 @@ static void op_fail(rop *op, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    ae_metric_inc(M_ERRORS, H_ERRORS, "name", op->c->name, 1);
+    if (!exiting) ae_metric_inc(M_ERRORS, H_ERRORS, "name", op->c->name, 1);
     lua_State *co = ae_task_thread(op->task);
     lua_pushboolean(co, 0);
     lua_pushstring(co, msg);
@@ -535,8 +538,38 @@ static void idle_cb(evutil_socket_t fd, short what, void *arg) {
 }
 
 static void redis_at_exit(void) {
+    exiting = 1;
+    ae_status_provider_remove("redis");
     while (conns)
         conn_free(conns);
+}
+
+/* /_ready: {ok=, connections = {{name=, address=, state=, last_error=}...}}.
+ * Not ok while a connection that has commands waiting cannot connect, or
+ * whose last attempt failed. Idle connections not yet opened are fine. */
+static void redis_status(lua_State *L, void *arg) {
+    (void)arg;
+    int ok = 1, i = 0;
+    lua_newtable(L);
+    lua_newtable(L);
+    for (rconn *c = conns; c; c = c->next) {
+        if (c->state != C_READY && (c->failures > 0 || c->qhead)) ok = 0;
+        lua_createtable(L, 0, 4);
+        lua_pushstring(L, c->name);
+        lua_setfield(L, -2, "name");
+        lua_pushfstring(L, "%s:%d/%d", c->host, c->port, c->db);
+        lua_setfield(L, -2, "address");
+        lua_pushstring(L, state_names[c->state]);
+        lua_setfield(L, -2, "state");
+        if (c->last_error[0]) {
+            lua_pushstring(L, c->last_error);
+            lua_setfield(L, -2, "last_error");
+        }
+        lua_rawseti(L, -2, ++i);
+    }
+    lua_setfield(L, -2, "connections");
+    lua_pushboolean(L, ok);
+    lua_setfield(L, -2, "ok");
 }
 
 static int streq(const char *a, const char *b) {
@@ -574,6 +607,7 @@ static rconn *conn_get(const char *name, const char *host, int port, int db, con
     if (!at_exit_registered) {
         at_exit_registered = 1;
         ae_engine_at_exit(redis_at_exit);
+        ae_status_provider("redis", redis_status, NULL);
     }
     set_connected_metric(c);
     return c;

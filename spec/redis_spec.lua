@@ -337,6 +337,25 @@ describe("ae.redis", function()
     end)
   end)
 
+  describe("metrics", function()
+    it("counts commands and errors per connection name", function()
+      local metrics = require "ae.metrics"
+      local m = redis.connect { url = URL, name = "metered" }
+      m:ping()
+      local commands = metrics.get("aengine_redis_commands")
+      local errors = metrics.get("aengine_redis_errors")
+      local c0 = commands:value { name = "metered" }
+      local e0 = errors:value { name = "metered" }
+      m:set(key("m"), "1")
+      pcall(m.call, m, "GET")
+      m:pipeline { { "GET", key("m") }, { "INCR", key("m") } }
+      assert.equal(c0 + 4, commands:value { name = "metered" })
+      assert.equal(e0 + 1, errors:value { name = "metered" })
+      assert.equal(1, metrics.get("aengine_redis_connected"):value { name = "metered" })
+      assert.matches('aengine_redis_commands_total{name="metered"}', metrics.render(), 1, true)
+    end)
+  end)
+
   describe("AUTH", function()
     local s
     setup(function() s = server.start { password = "s3cret-pw" } end)
