@@ -83,7 +83,9 @@ function M.call(subject, message, opts)
   if not reply then
     log.error("request to %s failed: %s", subject, tostring(err))
     if notify then M.slack(string.format("An error occurred when %s -> %s", opts.doing, tostring(err))) end
-    return { body = json.null, status = 503 }
+    -- `error` is local to the caller (never on the wire): the failure text, for
+    -- callers that word their own Slack message (opts.notify = false).
+    return { body = json.null, status = 503, error = tostring(err) }
   end
   if not M.ok(reply) then
     log.error("request to %s answered %s: %s", subject, tostring(reply.status), body_text(reply.body))
