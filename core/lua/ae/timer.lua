@@ -62,8 +62,10 @@ local function on_fire(job)
     job.scheduled = nxt
     job.timer:start(nxt)
   else
+    -- one-shot (or a cron with no next match): release the timer now
     job.scheduled = nil
     job.done = true
+    job.timer:close()
     if jobs[job.name] == job then jobs[job.name] = nil end
   end
   if job.grace and now - deadline > job.grace then
