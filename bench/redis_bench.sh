@@ -10,7 +10,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no --daemonize yes \
   --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --dir "$dir"
 cleanup() {
-  [ -f "$dir/redis.pid" ] && kill "$(cat "$dir/redis.pid")" 2>/dev/null || true
+  if [ -f "$dir/redis.pid" ]; then kill "$(cat "$dir/redis.pid")" 2>/dev/null || true; fi
   rm -rf "$dir"
 }
 trap cleanup EXIT
