@@ -96,11 +96,11 @@ local spawned = best_of(3, function()
 end)
 
 local function row(name, n, a, b, bname)
-  print(string.format("| %-34s | %9d | %12.0f /s | %12.0f /s | %-22s | %5.2fx |", name, n, n / a, n / b, bname, a / b))
+  print(string.format("| %s | %d | %.0f /s | %.0f /s | %s | %.2fx |", name, n, n / a, n / b, bname, a / b))
 end
 
-print("| benchmark                          |         n |      aengine |     baseline | baseline               | cost  |")
-print("|------------------------------------|-----------|--------------|--------------|------------------------|-------|")
+print("| benchmark | n | aengine | baseline | baseline is | cost |")
+print("|---|---|---|---|---|---|")
 row("task spawn + run to end", N, ae_spawn, bare_spawn, "coroutine.create+resume")
 row("task suspend/wake round trip", M, ae_pingpong, bare_pingpong, "coroutine yield/resume")
 row("timer.after(0) dispatch", T, ae_timers, spawned, "task spawn")

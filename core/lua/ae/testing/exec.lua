@@ -2,7 +2,7 @@
 -- outcome (0 when it returned, 1 when it raised) once it is done.
 return function(_config, path, ...)
   local engine = require "ae.engine"
-  os.exit = engine.exit
+  os.exit = engine.exit -- luacheck: ignore 122
   local chunk, err = loadfile(path)
   if not chunk then
     io.stderr:write(err, "\n")
