@@ -24,7 +24,9 @@ start)
   mkdir -p "$dir"
   nats_port=$(free_port)
   redis_port=$(free_port)
-  nats-server -a 127.0.0.1 -p "$nats_port" -P "$dir/nats.pid" -l "$dir/nats.log" &
+  # detached from our stdio: ctest waits for the pipes of its tests to close
+  setsid nats-server -a 127.0.0.1 -p "$nats_port" -P "$dir/nats.pid" -l "$dir/nats.log" \
+    </dev/null >/dev/null 2>&1 &
   redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no \
     --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --dir "$dir"
   wait_port 127.0.0.1 "$nats_port"
