@@ -358,6 +358,33 @@ describe("reload of a running engine (black box)", function()
       local rout, rrc = child.run({ "reload", "--socket", sock })
       assert.equals(0, rrc, rout)
       assert.matches("echo: unchanged %(version 2%)", rout)
+      -- the config file changes: a unit added, one removed
+      write(dir .. "/second.lua", "local cfg = ...\nGREETING = cfg.greeting\n")
+      write(dir .. "/engine.lua", ([[return {
+  console = { socket = %q },
+  units = { { name = "second", script = %q, config = { greeting = "hi" } } },
+}]]):format(sock, dir .. "/second.lua"))
+      rout, rrc = child.run({ "reload", "--socket", sock })
+      assert.equals(0, rrc, rout)
+      assert.matches("echo: stopped %(no longer in the config%)", rout)
+      assert.matches("second: started, version 1", rout)
+      out = console("eval second GREETING")
+      assert.matches('"hi"', out)
+      -- its config entry changes: reloaded although the script did not
+      write(dir .. "/engine.lua", ([[return {
+  console = { socket = %q },
+  units = { { name = "second", script = %q, config = { greeting = "hello" } } },
+}]]):format(sock, dir .. "/second.lua"))
+      rout, rrc = child.run({ "reload", "--socket", sock })
+      assert.equals(0, rrc, rout)
+      assert.matches("second: reloaded, version 1 %-> 2", rout)
+      assert.matches('"hello"', console("eval second GREETING"))
+      -- a broken config changes nothing
+      write(dir .. "/engine.lua", "return {")
+      rout, rrc = child.run({ "reload", "--socket", sock })
+      assert.equals(1, rrc, rout)
+      assert.matches("nothing reloaded", rout)
+      assert.matches("second%s+running%s+2 ", console("units"))
     end)
     os.execute("kill " .. pid .. " 2>/dev/null")
     local deadline = clock.monotonic() + 5
