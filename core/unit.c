@@ -178,6 +178,8 @@ ae_unit *ae_unit_create(const char *name, const char *script, lua_State *L_from,
         return NULL;
     }
     u->L = L;
+    /* threads copy the main thread's extra space: NULL means "not a task" */
+    *(ae_task **)lua_getextraspace(L) = NULL;
     luaL_openlibs(L);
     set_package_path(L);
     ae_modules_preload(L);
