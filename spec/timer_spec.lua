@@ -159,3 +159,37 @@ describe("ae.timer", function()
     clock.freeze()
   end)
 end)
+
+describe("ae.timer.cron", function()
+  after_each(function()
+    require("ae.clock").unfreeze()
+  end)
+
+  it("fires on cron matches in a named zone, across a DST change", function()
+    -- 2021-03-13 12:00 EST; US/Eastern springs forward on 2021-03-14 at 02:00
+    clock.freeze("2021-03-13T17:00:00Z")
+    local at = {}
+    local job = timer.cron("0 8 * * *", function() at[#at + 1] = require("ae.time").iso(clock.now()) end,
+      { tz = "US/Eastern", name = "_daily" })
+    clock.advance(3 * 86400)
+    job:cancel()
+    -- 08:00 EST = 13:00Z before the change, 08:00 EDT = 12:00Z after
+    assert.same({ "2021-03-14T12:00:00Z", "2021-03-15T12:00:00Z", "2021-03-16T12:00:00Z" }, at)
+  end)
+
+  it("monthly job on day 1 at 00:00 US/Eastern (last-contact-report)", function()
+    clock.freeze("2021-01-15T00:00:00Z")
+    local n = 0
+    local job = timer.cron("0 0 1 * *", function() n = n + 1 end, { tz = "US/Eastern" })
+    assert.equal(require("ae.time").parse("2021-02-01T05:00:00Z"), job:next_run())
+    clock.advance(60 * 86400)
+    assert.equal(2, n)
+    job:cancel()
+  end)
+
+  it("rejects a bad expression or zone", function()
+    assert.has_error(function() timer.cron("61 * * * *", function() end) end)
+    assert.has_error(function() timer.cron("* * * *", function() end) end)
+    assert.has_error(function() timer.cron("* * * * *", function() end, { tz = "Mars/Olympus" }) end)
+  end)
+end)
