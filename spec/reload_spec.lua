@@ -46,7 +46,18 @@ local function wait_count(name, count, seconds)
 end
 local function wait_single(name) return wait_count(name, 1) end
 
+local function sanitized()
+  local f = io.open("/proc/self/maps")
+  if not f then return false end
+  local maps = f:read("a")
+  f:close()
+  return maps:find("asan", 1, true) ~= nil
+end
+
+-- resident memory of the process (nil where unknown, or under ASan, which
+-- keeps freed memory in quarantine)
 local function rss_kb()
+  if sanitized() then return nil end
   local f = io.open("/proc/self/status")
   if not f then return nil end
   local text = f:read("a")
