@@ -39,6 +39,12 @@ local function start()
   started = true
 end
 
+local function stop()
+  engine.stop_unit("bruin_bridge")
+  engine.stop_unit("bruin_sim")
+  started = false
+end
+
 local function get(path)
   local res = assert(http.get(base .. path))
   return assert(res:json())
@@ -99,10 +105,7 @@ describe("bruin-bridge", function()
     reset()
   end)
 
-  teardown(function()
-    engine.stop_unit("bruin_bridge")
-    engine.stop_unit("bruin_sim")
-  end)
+  teardown(stop)
 
   it("case 1: several statuses, merged and de-duplicated", function()
     script("GET", "^/api/Ticket$", 200, { responses = { ticket(123), ticket(123, { x = 2 }) } },
@@ -642,5 +645,75 @@ describe("bruin-bridge", function()
     local r = request("bruin.ticket.note.append.request", { ticket_id = 1, note = 5 })
     assert.are.equal(500, r.status)
     assert.matches("note must be a string", r.body)
+  end)
+end)
+
+describe("lib.bruin against the bridge", function()
+  local bruin = require "lib.bruin"
+  local rpc = require "lib.rpc"
+
+  before_each(function()
+    start()
+    reset()
+    rpc.configure { notify_errors = false, retry = false }
+  end)
+
+  teardown(stop)
+
+  it("open_tickets asks for New, InProgress and Draft outage tickets", function()
+    local r = bruin.open_tickets { client_id = CID, service_number = SN }
+    assert.is_true(rpc.ok(r))
+    assert.are.equal(2, #r.body)
+    local seen = {}
+    for _, c in ipairs(api_calls()) do
+      seen[#seen + 1] = c.query.TicketStatus
+      assert.are.equal("VOO", c.query.TicketTopic)
+      assert.are.equal(SN, c.query.ServiceNumber)
+    end
+    table.sort(seen)
+    assert.are.same({ "Draft", "InProgress", "New" }, seen)
+  end)
+
+  it("details, notes, status changes, next results and change work", function()
+    local d = bruin.ticket_details(321)
+    assert.are.equal(200, d.status)
+    local detail = d.body.ticketDetails[1].detailID
+    assert.are.equal(200, bruin.append_note(321, "note", { service_numbers = { SN } }).status)
+    assert.are.same({ note = "note", serviceNumbers = { SN } }, calls("/notes$")[1].json)
+    local m = bruin.append_multiple_notes(321, { { text = "a", detail_id = detail } })
+    assert.are.equal("a", m.body[1].noteValue)
+    assert.are.equal(200, bruin.resolve_ticket(321, detail).status)
+    assert.are.equal(200, bruin.open_ticket(321, detail).status)
+    local n = bruin.next_results(321, detail, SN)
+    assert.are.equal(139, n.body.nextResults[1].resultTypeId)
+    local w = bruin.change_work { ticket_id = 321, detail_id = detail, service_number = SN,
+      queue_name = "Wireless Repair Intervention Needed" }
+    assert.are.equal(200, w.status)
+    assert.are.equal(200, bruin.task_history(321).status)
+    assert.are.equal(321, bruin.ticket_overview(321).body.ticketID)
+  end)
+
+  it("inventory, outage ticket and generic creation", function()
+    assert.are.equal(edge.management_status, bruin.management_status { client_id = CID, service_number = SN }.body)
+    assert.are.equal(CID, bruin.client_info { service_number = SN }.body.client_id)
+    local o = bruin.create_outage_ticket(CID, SN)
+    assert.are.same({ 409, 123 }, { o.status, o.body })
+    local c = bruin.create_ticket { clientId = CID, category = "VAS", services = { { serviceNumber = SN } },
+      contacts = {} }
+    assert.are.equal(200, c.status)
+    assert.is_number(c.body.ticketIds[1])
+  end)
+
+  it("an unanswered request becomes the 503 substitute", function()
+    engine.stop_unit("bruin_bridge")
+    local r = bruin.ticket_details(321, { timeout = 0.3 })
+    assert.are.same({ 503, json.null }, { r.status, r.body })
+    assert(engine.start_unit { name = "bruin_bridge", script = "scripts/capabilities/bruin_bridge.lua",
+      config = bridge_config() })
+  end)
+
+  it("bad arguments raise", function()
+    assert.has_error(function() bruin.get_tickets { client_id = 1 } end)
+    assert.has_error(function() bruin.append_note(1, nil) end)
   end)
 end)
