@@ -124,6 +124,7 @@ struct ae_unit {
     int ntasks;                           /* live tasks */
     unsigned long tasks_started, task_errors;
     ae_resource resources; /* sentinel of a circular list */
+    ae_resource holds;     /* what keeps a draining unit open (see ae_unit_hold) */
     ae_task *tasks;        /* list of live tasks */
     ae_unit *next;         /* engine's list */
     ae_unit *replaced_by;  /* during reload */
@@ -150,6 +151,12 @@ void ae_unit_drain(ae_unit *u);
 ae_unit *ae_unit_of(lua_State *L);
 void ae_unit_add_resource(ae_unit *u, ae_resource *r, const char *kind, void (*close)(ae_resource *));
 void ae_unit_remove_resource(ae_resource *r);
+/* Keep a draining unit open until ae_unit_unhold: e.g. a NATS subscription
+ * being drained, whose messages already on the way must still run in this
+ * unit. close() is called only if the unit is force-closed first (shutdown
+ * deadline); it must then forget the unit. */
+void ae_unit_hold(ae_unit *u, ae_resource *r, const char *kind, void (*close)(ae_resource *));
+void ae_unit_unhold(ae_unit *u, ae_resource *r);
 ae_unit *ae_engine_units(void);
 ae_unit *ae_engine_find_unit(const char *name);
 

@@ -59,6 +59,8 @@ struct nsub {
     int fn_ref;
     int active; /* delivers to Lua */
     int draining;
+    int held; /* holds its draining unit open (ae_unit_hold) */
+    ae_resource hold;
     char *subject, *queue;
     pthread_mutex_t mu; /* guards q, qn, qcap, posted, refs */
     natsMsg **q;
@@ -337,6 +339,10 @@ static void sub_complete_loop(void *arg) {
         ae_unit_remove_resource(&s->res);
         sub_deactivate(s, 1);
     }
+    if (s->held) { /* a drain is over: the unit may close */
+        s->held = 0;
+        ae_unit_unhold(s->unit, &s->hold);
+    }
     sub_release(s); /* nats.c's reference */
 }
 
@@ -367,8 +373,9 @@ static void deliver_user(nsub *s, natsMsg *m) {
         s->dropped++;
         ae_metric_inc("aengine_nats_messages_dropped", "NATS messages dropped (subscription closed)", "subject",
                       s->subject, 1);
-        ae_log(AE_LOG_WARNING, s->unit ? s->unit->name : "engine", 0,
-               "ae.nats: message on %s arrived after the subscription was closed; dropped", natsMsg_GetSubject(m));
+        /* the unit may be gone: do not touch it */
+        ae_log(AE_LOG_WARNING, "engine", 0, "ae.nats: message on %s arrived after the subscription was closed; dropped",
+               natsMsg_GetSubject(m));
         return;
     }
     s->received++;
@@ -1013,8 +1020,31 @@ static void sub_deactivate(nsub *s, int flush) {
     s->fn_ref = LUA_NOREF;
 }
 
+/* The unit was force-closed while its subscription was still draining. */
+static void sub_hold_close(ae_resource *r) {
+    nsub *s = (nsub *)((char *)r - offsetof(nsub, hold));
+    s->held = 0;
+    sub_deactivate(s, 0);
+    if (s->sub) natsSubscription_Unsubscribe(s->sub);
+}
+
+/* The unit stops taking work (reload, shutdown): DRAIN the subscription, so
+ * that the messages already sent to it are still handled here (while a new
+ * version of the unit, subscribed in the same queue group, takes the new
+ * ones); the unit stays open until nats.c says the drain is complete. */
 static void sub_res_close(ae_resource *r) {
     nsub *s = (nsub *)((char *)r - offsetof(nsub, res));
+    if (s->sub && !s->draining && s->unit && s->unit->state == AE_UNIT_DRAINING) {
+        s->draining = 1;
+        natsStatus st = natsSubscription_Drain(s->sub);
+        if (st == NATS_OK) {
+            s->held = 1;
+            ae_unit_hold(s->unit, &s->hold, "draining subscription", sub_hold_close);
+            return;
+        }
+        ae_log(AE_LOG_WARNING, s->unit->name, 0, "ae.nats: cannot drain %s (%s); unsubscribing", s->subject,
+               natsStatus_GetText(st));
+    }
     sub_deactivate(s, 1);
     if (s->sub) natsSubscription_Unsubscribe(s->sub);
 }

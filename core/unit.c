@@ -81,6 +81,30 @@ void ae_unit_remove_resource(ae_resource *r) {
     r->next = r->prev = NULL;
 }
 
+static int held(const ae_unit *u) { return u->holds.next != &u->holds; }
+
+void ae_unit_hold(ae_unit *u, ae_resource *r, const char *kind, void (*close)(ae_resource *)) {
+    r->kind = kind;
+    r->close = close;
+    r->next = u->holds.next;
+    r->prev = &u->holds;
+    u->holds.next->prev = r;
+    u->holds.next = r;
+}
+
+void ae_unit_unhold(ae_unit *u, ae_resource *r) {
+    ae_unit_remove_resource(r);
+    ae_unit_task_finished(u); /* may close a draining unit */
+}
+
+static void close_holds(ae_unit *u) {
+    while (held(u)) {
+        ae_resource *r = u->holds.next;
+        ae_unit_remove_resource(r);
+        if (r->close) r->close(r);
+    }
+}
+
 static void close_resources(ae_unit *u) {
     while (u->resources.next != &u->resources) {
         ae_resource *r = u->resources.next;
@@ -167,6 +191,7 @@ ae_unit *ae_unit_create(const char *name, const char *script, lua_State *L_from,
     u->mem_limit = 0; /* no cap while the standard libraries load */
     u->instr_budget = instr_budget;
     u->resources.next = u->resources.prev = &u->resources;
+    u->holds.next = u->holds.prev = &u->holds;
     u->config_ref = LUA_NOREF;
     u->version = 1;
     lua_State *L = lua_newstate(unit_alloc, u);
@@ -259,8 +284,10 @@ void ae_unit_close_now(ae_unit *u) {
     if (u->state == AE_UNIT_STOPPED) return;
     u->state = AE_UNIT_STOPPED; /* first: dying tasks must not schedule a close */
     close_resources(u);
+    close_holds(u);
     ae_task_destroy_all(u);
     close_resources(u); /* anything a dying task registered */
+    close_holds(u);
     lua_close(u->L);
     u->L = NULL;
     ae_log(AE_LOG_INFO, u->name, 0, "unit closed");
@@ -273,11 +300,11 @@ static void close_later(evutil_socket_t fd, short what, void *arg) {
     (void)what;
     ae_unit *u = arg;
     u->close_scheduled = 0;
-    if (u->state == AE_UNIT_DRAINING && u->ntasks == 0) ae_unit_close_now(u);
+    if (u->state == AE_UNIT_DRAINING && u->ntasks == 0 && !held(u)) ae_unit_close_now(u);
 }
 
 void ae_unit_task_finished(ae_unit *u) {
-    if (u->state == AE_UNIT_DRAINING && u->ntasks == 0 && !u->close_scheduled) {
+    if (u->state == AE_UNIT_DRAINING && u->ntasks == 0 && !held(u) && !u->close_scheduled) {
         struct timeval tv = {0, 0};
         u->close_scheduled = 1;
         event_base_once(ae_engine_base(), -1, EV_TIMEOUT, close_later, u, &tv);
@@ -300,7 +327,11 @@ void ae_units_drain_all(void) {
 int ae_units_live_tasks(void) {
     int n = 0;
     for (ae_unit *u = units; u; u = u->next)
-        if (u->state != AE_UNIT_STOPPED) n += u->ntasks;
+        if (u->state != AE_UNIT_STOPPED) {
+            n += u->ntasks;
+            for (ae_resource *r = u->holds.next; r != &u->holds; r = r->next)
+                n++; /* a hold is work still to come */
+        }
     return n;
 }
 
