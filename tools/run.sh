@@ -39,8 +39,10 @@ aengine: nats $NATS_SERVER1, redis $REDIS_HOSTNAME
   console: build/aengine console
   logs:    below (Ctrl-C to stop)
 EOT
-build/aengine run -c "${AE_CONFIG_FILE:-config/engine.lua}" &
+# own session: a terminal Ctrl-C reaches this script only, which asks the
+# engine once for a graceful stop (a second signal would make it exit at once)
+setsid build/aengine run -c "${AE_CONFIG_FILE:-config/engine.lua}" &
 engine=$!
-pids+=($engine)
 trap 'kill -TERM $engine 2>/dev/null || true' INT TERM
 wait $engine || true
+wait $engine 2>/dev/null || true

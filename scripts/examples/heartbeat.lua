@@ -27,7 +27,7 @@ end
 local function run_cycle()
   cycle = cycle + 1
   local results, errors, nerrors = task.map(config.sites, check, { limit = config.limit })
-  local summary = { cycle = cycle, at = time.iso(time.now()), ok = {}, failed = {} }
+  local summary = { cycle = cycle, at = time.iso(time.now()), ok = json.array({}), failed = json.array({}) }
   for i, site in ipairs(config.sites) do
     if results[i] then
       summary.ok[#summary.ok + 1] = results[i]
