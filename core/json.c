@@ -872,18 +872,55 @@ static void dec_enter(dec *d) {
     d->depth++;
 }
 
+/* Containers are built with their final size: up to PENDING_MAX elements (or
+ * key/value pairs) are decoded onto the stack first, then moved into a table
+ * created with that size, so small objects and arrays (the common case) cost
+ * one allocation instead of a rehash per power of two. Larger ones switch to
+ * inserting directly into a table sized for what was pending so far. */
+#define PENDING_MAX 32
+
+/* Replace the n values (pairs: 2n) above base with a table holding them. */
+static void dec_collect(lua_State *L, int base, int n, int pairs, int size) {
+    if (pairs) {
+        lua_createtable(L, 0, size);
+        for (int i = 0; i < n; i++) {
+            lua_pushvalue(L, base + 1 + 2 * i);
+            lua_pushvalue(L, base + 2 + 2 * i);
+            lua_rawset(L, -3);
+        }
+    } else {
+        lua_createtable(L, size, 0);
+        for (int i = 0; i < n; i++) {
+            lua_pushvalue(L, base + 1 + i);
+            lua_rawseti(L, -2, i + 1);
+        }
+    }
+    if (n > 0) { /* the table to base + 1, over the first value */
+        lua_replace(L, base + 1);
+        lua_settop(L, base + 1);
+    }
+}
+
 static void dec_array(dec *d) {
     lua_State *L = d->L;
     char tmp[16];
     dec_enter(d);
-    lua_createtable(L, 0, 0);
+    int base = lua_gettop(L), table = 0;
+    lua_Integer n = 0;
     d->p = skip_ws(d->p + 1, d->end);
     if (d->p < d->end && *d->p == ']') {
         d->p++;
     } else {
-        for (lua_Integer i = 1;; i++) {
+        for (;;) {
+            if (!lua_checkstack(L, 4)) dec_fail(d, d->p, "Lua stack overflow");
             dec_value(d);
-            lua_rawseti(L, -2, i);
+            n++;
+            if (table)
+                lua_rawseti(L, base + 1, n);
+            else if (n == PENDING_MAX) {
+                dec_collect(L, base, (int)n, 0, 2 * PENDING_MAX);
+                table = 1;
+            }
             d->p = skip_ws(d->p, d->end);
             if (d->p < d->end && *d->p == ',') {
                 d->p++;
@@ -896,6 +933,7 @@ static void dec_array(dec *d) {
             dec_fail(d, d->p, "expected ',' or ']', got %s", got(d, d->p, tmp));
         }
     }
+    if (!table) dec_collect(L, base, (int)n, 0, (int)n);
     lua_pushvalue(L, d->array_mt);
     lua_setmetatable(L, -2);
     d->depth--;
@@ -905,12 +943,13 @@ static void dec_object(dec *d) {
     lua_State *L = d->L;
     char tmp[16];
     dec_enter(d);
-    lua_createtable(L, 0, 0);
+    int base = lua_gettop(L), table = 0, n = 0;
     d->p = skip_ws(d->p + 1, d->end);
     if (d->p < d->end && *d->p == '}') {
         d->p++;
     } else {
         for (;;) {
+            if (!lua_checkstack(L, 5)) dec_fail(d, d->p, "Lua stack overflow");
             d->p = skip_ws(d->p, d->end);
             if (d->p >= d->end || *d->p != '"') dec_fail(d, d->p, "expected a string key, got %s", got(d, d->p, tmp));
             dec_string(d);
@@ -918,7 +957,12 @@ static void dec_object(dec *d) {
             if (d->p >= d->end || *d->p != ':') dec_fail(d, d->p, "expected ':', got %s", got(d, d->p, tmp));
             d->p++;
             dec_value(d);
-            lua_rawset(L, -3);
+            if (table)
+                lua_rawset(L, base + 1);
+            else if (++n == PENDING_MAX) {
+                dec_collect(L, base, n, 1, 2 * PENDING_MAX);
+                table = 1;
+            }
             d->p = skip_ws(d->p, d->end);
             if (d->p < d->end && *d->p == ',') {
                 d->p++;
@@ -931,6 +975,7 @@ static void dec_object(dec *d) {
             dec_fail(d, d->p, "expected ',' or '}', got %s", got(d, d->p, tmp));
         }
     }
+    if (!table) dec_collect(L, base, n, 1, n);
     lua_pushvalue(L, d->object_mt);
     lua_setmetatable(L, -2);
     d->depth--;
