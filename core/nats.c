@@ -62,6 +62,7 @@ struct nsub {
     int held; /* holds its draining unit open (ae_unit_hold) */
     ae_resource hold;
     char *subject, *queue;
+    char task_name[64]; /* "nats <subject>", the name of each message's task */
     pthread_mutex_t mu; /* guards q, qn, qcap, posted, refs */
     natsMsg **q;
     size_t qn, qcap;
@@ -271,7 +272,7 @@ static void req_cancel(void *data) {
 
 /* ------------------------------------------------------------- delivery */
 
-static void deliver_user(nsub *s, natsMsg *m);
+static int deliver_user(nsub *s, natsMsg *m);
 static void deliver_reply(nconn *c, natsMsg *m);
 
 static void sub_dispatch(void *arg) {
@@ -283,14 +284,23 @@ static void sub_dispatch(void *arg) {
     s->qn = s->qcap = 0;
     s->posted = 0;
     pthread_mutex_unlock(&s->mu);
+    /* aengine_nats_messages_in is counted once per batch (a metric lookup per
+     * message was ~4% of a request/reply round trip); the count is in before
+     * any of the batch's tasks runs. */
+    size_t delivered = 0;
     for (size_t i = 0; i < n; i++) {
-        if (s->kind == S_MUX)
+        if (s->kind == S_MUX) {
             deliver_reply(s->c, q[i]);
-        else
-            deliver_user(s, q[i]);
+            delivered++;
+        } else {
+            delivered += (size_t)deliver_user(s, q[i]);
+        }
         natsMsg_Destroy(q[i]);
     }
     free(q);
+    if (delivered)
+        ae_metric_inc("aengine_nats_messages_in", H_IN, "subject", s->kind == S_MUX ? "_INBOX" : s->subject,
+                      (double)delivered);
     sub_release(s); /* the posted dispatch's reference */
 }
 
@@ -362,13 +372,13 @@ static int spawn_protected(lua_State *L) {
     const char *reply = natsMsg_GetReply(m);
     lua_pushstring(L, reply ? reply : "");
     lua_pushlstring(L, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
-    char name[96];
-    snprintf(name, sizeof name, "nats %s", s->subject);
-    ae_task_spawn(s->unit, L, 3, name);
+    ae_task_spawn(s->unit, L, 3, s->task_name);
     return 0;
 }
 
-static void deliver_user(nsub *s, natsMsg *m) {
+/* Start the message's task; 1 when it counts as received (the caller counts
+ * aengine_nats_messages_in), 0 when dropped. */
+static int deliver_user(nsub *s, natsMsg *m) {
     if (!s->active || !s->unit || s->unit->state == AE_UNIT_STOPPED) {
         s->dropped++;
         ae_metric_inc("aengine_nats_messages_dropped", "NATS messages dropped (subscription closed)", "subject",
@@ -376,10 +386,9 @@ static void deliver_user(nsub *s, natsMsg *m) {
         /* the unit may be gone: do not touch it */
         ae_log(AE_LOG_WARNING, "engine", 0, "ae.nats: message on %s arrived after the subscription was closed; dropped",
                natsMsg_GetSubject(m));
-        return;
+        return 0;
     }
     s->received++;
-    ae_metric_inc("aengine_nats_messages_in", H_IN, "subject", s->subject, 1);
     lua_State *L = s->unit->L;
     spawn_ctx x = {s, m};
     lua_pushcfunction(L, spawn_protected);
@@ -391,10 +400,11 @@ static void deliver_user(nsub *s, natsMsg *m) {
         ae_metric_inc("aengine_nats_messages_dropped", "NATS messages dropped (subscription closed)", "subject",
                       s->subject, 1);
     }
+    return 1;
 }
 
+/* (aengine_nats_messages_in{subject="_INBOX"} is counted by the caller) */
 static void deliver_reply(nconn *c, natsMsg *m) {
-    ae_metric_inc("aengine_nats_messages_in", H_IN, "subject", "_INBOX", 1);
     if (natsMsg_IsNoResponders(m)) return; /* the timeout decides, as in the original */
     const char *subj = natsMsg_GetSubject(m);
     size_t pl = strlen(c->inbox);
@@ -423,6 +433,7 @@ static nsub *sub_new(nconn *c, int kind, const char *subject, const char *queue)
     s->kind = kind;
     s->subject = strdup(subject);
     s->queue = queue ? strdup(queue) : NULL;
+    snprintf(s->task_name, sizeof s->task_name, "nats %s", subject);
     s->fn_ref = LUA_NOREF;
     pthread_mutex_init(&s->mu, NULL);
     s->c = c;
@@ -978,8 +989,16 @@ static int l_request(lua_State *L) {
         return luaL_error(L, "ae.nats: out of memory");
     }
     c->refs++;
-    char reply[96];
-    snprintf(reply, sizeof reply, "%s%llu", c->inbox, (unsigned long long)r->id);
+    char reply[96]; /* inbox + id, formatted by hand (snprintf was 1% of a round trip) */
+    size_t il = strlen(c->inbox);
+    memcpy(reply, c->inbox, il);
+    char digits[24], *d = digits + sizeof digits;
+    uint64_t v = r->id;
+    do
+        *--d = (char)('0' + v % 10);
+    while (v /= 10);
+    memcpy(reply + il, d, (size_t)(digits + sizeof digits - d));
+    reply[il + (size_t)(digits + sizeof digits - d)] = 0;
     natsStatus st = natsConnection_PublishRequest(c->nc, subj, reply, data, (int)len);
     if (st != NATS_OK) {
         map_take(c, r->id);
@@ -1009,7 +1028,7 @@ static void sub_deactivate(nsub *s, int flush) {
         s->qn = s->qcap = 0;
         pthread_mutex_unlock(&s->mu);
         for (size_t i = 0; i < n; i++) {
-            deliver_user(s, q[i]);
+            if (deliver_user(s, q[i])) ae_metric_inc("aengine_nats_messages_in", H_IN, "subject", s->subject, 1);
             natsMsg_Destroy(q[i]);
         }
         free(q);

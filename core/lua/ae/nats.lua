@@ -28,8 +28,16 @@ local count = core.count
 --- new_request_id() -> 22 characters of the shortuuid alphabet
 M.new_request_id = core.random_id
 
+-- the marks json.decode puts on its tables: a decoded value is classified by
+-- its metatable without a call into C (a hot path: several per message)
+local OBJECT_MT, ARRAY_MT = getmetatable(json.object()), getmetatable(json.array())
+
 local function is_object(v)
-  return type(v) == "table" and not is_array(v)
+  if type(v) ~= "table" then return false end
+  local mt = getmetatable(v)
+  if mt == OBJECT_MT then return true end
+  if mt == ARRAY_MT then return false end
+  return not is_array(v)
 end
 M.is_object = is_object
 
