@@ -1,0 +1,239 @@
+--- usecases.outage.repo: the requests of service-outage-monitor (spec §3)
+-- through the scripts/lib clients, with the service's own error Slack
+-- texts (spec §2.4). Every function returns the reply {status=, body=}; a
+-- transport failure is the 503 substitute. The lib clients are called with
+-- notify = false and the Slack text is worded here, byte for byte as the
+-- spec lists it.
+--
+--   local repo = require("usecases.outage.repo").new(cfg)          -- real clients
+--   local repo = require("usecases.outage.repo").new(cfg, fakes)   -- specs
+local rpc = require "lib.rpc"
+local json = require "ae.json"
+local log = require "ae.log"
+
+local M = {}
+
+local ok = rpc.ok
+
+local function body_text(body)
+  return rpc.body_text(body)
+end
+
+-- Python rendering of a list of strings: ['New', 'InProgress', 'Draft']
+local function pylist(list)
+  local parts = {}
+  for i, v in ipairs(list or {}) do
+    parts[i] = type(v) == "string" and ("'" .. v .. "'") or tostring(v)
+  end
+  return "[" .. table.concat(parts, ", ") .. "]"
+end
+M.pylist = pylist
+
+-- A client function of a lib module, or a plain rpc request on `subject`
+-- when the module (or the function) is not there.
+local function lib_or_rpc(module, fn, subject, timeout, make_body)
+  local okm, mod = pcall(require, module)
+  if okm and type(mod) == "table" and type(mod[fn]) == "function" then return mod[fn] end
+  return function(args, opts)
+    local o = { timeout = timeout }
+    for k, v in pairs(opts or {}) do o[k] = v end
+    return rpc.call(subject, rpc.envelope(make_body(args)), o)
+  end
+end
+
+--- default_clients() -> the lib clients this service uses.
+function M.default_clients()
+  local bruin = require "lib.bruin"
+  local digi = require "lib.digi"
+  local notify = require "lib.notify"
+  return {
+    bruin = bruin,
+    digi = digi,
+    notify = notify,
+    velocloud = {
+      links_with_edge_info = lib_or_rpc("lib.velocloud", "links_with_edge_info", "get.links.with.edge.info", 30,
+        function(a) return { host = a.host } end),
+      edge_events = lib_or_rpc("lib.velocloud", "edge_events", "alert.request.event.edge", 180,
+        function(a) return { edge = a.edge, start_date = a.start_date, end_date = a.end_date, filter = a.filter } end),
+    },
+    customer_cache = {
+      get = lib_or_rpc("lib.customer_cache", "get", "customer.cache.get", 60,
+        function(a) return { filter = a.filter, last_contact_filter = a.last_contact_filter } end),
+    },
+  }
+end
+
+--- new(cfg [, clients]) -> repo
+function M.new(cfg, clients)
+  clients = clients or M.default_clients()
+  local bruin, velocloud, cache = clients.bruin, clients.velocloud, clients.customer_cache
+  local R = { clients = clients }
+  local ENV = tostring(cfg.environment):upper()
+  local ENVNAME = tostring(cfg.environment_name or "None"):upper()
+  local retry = cfg.nats_retry or "default"
+  local function opts(extra)
+    local o = { notify = false, retry = retry }
+    for k, v in pairs(extra or {}) do o[k] = v end
+    return o
+  end
+
+  function R.slack(text)
+    local okc, err = pcall(clients.notify.slack, text)
+    if not okc then log.error("Slack notification failed: %s", tostring(err)) end -- Notes #13
+  end
+
+  -- Slack for a failed reply: transport failure (503 substitute) or non-2xx.
+  local function fail(reply, error_text, transport_text)
+    if ok(reply) then return reply end
+    if reply.status == 503 and reply.request_id == nil and reply.error ~= nil then
+      if transport_text then R.slack(transport_text(reply.error)) end
+    elseif error_text then
+      R.slack(error_text(reply.status, body_text(reply.body)))
+    end
+    return reply
+  end
+
+  --- customer_cache(filter, last_contact_filter): 202 is a failure (§3.1).
+  function R.customer_cache(filter, last_contact_filter)
+    local reply = cache.get({ filter = filter, last_contact_filter = last_contact_filter },
+      opts({ doing = "requesting customer cache" }))
+    if reply.status == 503 and reply.request_id == nil and reply.error ~= nil then
+      R.slack("An error occurred when requesting customer cache -> " .. reply.error)
+    elseif reply.status == 202 then
+      R.slack(body_text(reply.body))
+    end
+    return reply
+  end
+
+  function R.cache_ok(reply)
+    return ok(reply) and reply.status ~= 202
+  end
+
+  function R.links(host)
+    return fail(velocloud.links_with_edge_info({ host = host }, opts({ doing = "retrieving links with edge info" })),
+      function(status, body)
+        return string.format("Error while retrieving links with edge info in %s environment: Error %s - %s",
+          ENVNAME, tostring(status), body)
+      end,
+      function(e) return "An error occurred when requesting edge list from Velocloud -> " .. e end)
+  end
+
+  function R.events(edge, start_date, end_date, types)
+    local filter = json.array({})
+    for i, t in ipairs(types) do filter[i] = t end
+    local eid = require("usecases.outage.logic").edge_text(edge)
+    return fail(velocloud.edge_events({ edge = edge, start_date = start_date, end_date = end_date, filter = filter },
+      opts({ doing = "requesting edge events" })),
+      function(status, body)
+        return string.format("Error while retrieving events of edge %s having any type in %s that took place " ..
+          "between %s and %s in %senvironment: Error %s - %s", eid, pylist(types), start_date, end_date, ENV,
+          tostring(status), body)
+      end,
+      function(e)
+        return "An error occurred when requesting edge events from Velocloud for edge " .. eid .. " -> " .. e
+      end)
+  end
+
+  local STATUSES = { "New", "InProgress", "Draft" }
+  function R.open_tickets(client_id, serial)
+    local args = { client_id = client_id, ticket_statuses = STATUSES, ticket_topic = "VOO", category = "SD-WAN",
+      service_number = serial }
+    local sn = serial and (", service number " .. tostring(serial)) or ""
+    return fail(bruin.open_tickets(args, opts({ doing = "requesting tickets", timeout = 90 })),
+      function(status, body)
+        return string.format("Error while retrieving tickets with any status of %s, with ticket topic VOO%s and " ..
+          "belonging to client %s in %s environment: Error %s - %s", pylist(STATUSES), sn, tostring(client_id), ENV,
+          tostring(status), body)
+      end,
+      function(e)
+        return string.format("An error occurred when requesting tickets from Bruin API with any status of %s, " ..
+          "with ticket topic VOO and belonging to client %s -> %s", pylist(STATUSES), tostring(client_id), e)
+      end)
+  end
+
+  function R.details(ticket_id)
+    return fail(bruin.ticket_details(ticket_id, opts({ timeout = 15 })),
+      function(status, body)
+        return string.format("Error while retrieving details of ticket %s in %s environment: Error %s - %s",
+          tostring(ticket_id), ENV, tostring(status), body)
+      end,
+      function(e)
+        return string.format("An error occurred when requesting ticket details from Bruin API for ticket %s -> %s",
+          tostring(ticket_id), e)
+      end)
+  end
+
+  function R.append_note(ticket_id, note, service_numbers)
+    return fail(bruin.append_note(ticket_id, note, opts({ timeout = 15, service_numbers = service_numbers })),
+      function(status, body)
+        return string.format("Error while appending note to ticket %s in %s environment. Note was %s. Error: " ..
+          "Error %s - %s", tostring(ticket_id), ENV, note, tostring(status), body)
+      end,
+      function(e)
+        return string.format("An error occurred when appending a ticket note to ticket %s. Ticket note: %s. " ..
+          "Error: %s", tostring(ticket_id), note, e)
+      end)
+  end
+
+  function R.resolve(ticket_id, detail_id)
+    return fail(bruin.resolve_ticket(ticket_id, detail_id, opts({ timeout = 15 })),
+      function(status, body)
+        return string.format("Error while resolving ticket %s in %s environment: Error %s - %s", tostring(ticket_id),
+          ENV, tostring(status), body)
+      end,
+      function(e) return string.format("An error occurred when resolving ticket %s -> %s", tostring(ticket_id), e) end)
+  end
+
+  function R.open(ticket_id, detail_id)
+    return fail(bruin.open_ticket(ticket_id, detail_id, opts({ timeout = 15 })),
+      function(status, body)
+        return string.format("Error while opening outage ticket %s in %s environment: Error %s - %s",
+          tostring(ticket_id), ENV, tostring(status), body)
+      end,
+      function(e)
+        return string.format("An error occurred when opening outage ticket %s -> %s", tostring(ticket_id), e)
+      end)
+  end
+
+  local CUSTOM = { [409] = true, [471] = true, [472] = true, [473] = true }
+  function R.create_outage_ticket(client_id, serial)
+    local reply = bruin.create_outage_ticket(client_id, serial, opts({ timeout = 30 }))
+    if CUSTOM[reply.status] then return reply end
+    return fail(reply,
+      function(status, body)
+        return string.format("Error while creating outage ticket for device %s that belongs to client %s in %s " ..
+          "environment: Error %s - %s", tostring(serial), tostring(client_id), ENV, tostring(status), body)
+      end,
+      function(e)
+        return string.format("An error occurred when creating outage ticket for device %s belong to client%s -> %s",
+          tostring(serial), tostring(client_id), e)
+      end)
+  end
+
+  function R.change_work(serial, ticket_id, detail_id, queue)
+    return fail(bruin.change_work({ service_number = serial, ticket_id = ticket_id, detail_id = detail_id,
+      queue_name = queue }, opts({ timeout = 90 })),
+      function(status, body)
+        return string.format("Error while changing task result for ticket %s in %s environment: Error %s - %s",
+          tostring(ticket_id), ENV, tostring(status), body)
+      end,
+      function() return "An error occurred when changing task result for ticket " .. tostring(ticket_id) end)
+  end
+
+  function R.digi_reboot(serial, ticket_id, mac)
+    return fail(clients.digi.reboot({ velo_serial = serial, ticket = tostring(ticket_id), MAC = mac },
+      opts({ timeout = 90 })),
+      function(status, body)
+        return string.format("Error while attempting a DiGi reboot for ticket %s in %s environment: Error %s - %s",
+          tostring(ticket_id), ENV, tostring(status), body)
+      end,
+      function(e)
+        return string.format("An error occurred when attempting a DiGi reboot for ticket %s -> %s",
+          tostring(ticket_id), e)
+      end)
+  end
+
+  return R
+end
+
+return M
