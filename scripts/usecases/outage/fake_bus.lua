@@ -82,7 +82,15 @@ function M.new()
       links_with_edge_info = c("links", function(a) return a end),
       edge_events = c("events", function(a) return a end),
     },
-    customer_cache = { get = c("cache", function(a) return a end) },
+    -- lib.customer_cache words its own Slack texts (202 and transport failure)
+    customer_cache = {
+      get = function(a)
+        local r = self:answer("cache", a)
+        if r.status == 202 then self.clients.notify.slack(tostring(r.body)) end
+        if r.error then self.clients.notify.slack("An error occurred when requesting customer cache -> " .. r.error) end
+        return r
+      end,
+    },
     digi = { reboot = c("reboot", function(a) return a end) },
     notify = {
       slack = function(text)

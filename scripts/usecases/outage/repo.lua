@@ -29,37 +29,14 @@ local function pylist(list)
 end
 M.pylist = pylist
 
--- A client function of a lib module, or a plain rpc request on `subject`
--- when the module (or the function) is not there.
-local function lib_or_rpc(module, fn, subject, timeout, make_body)
-  local okm, mod = pcall(require, module)
-  if okm and type(mod) == "table" and type(mod[fn]) == "function" then return mod[fn] end
-  return function(args, opts)
-    local o = { timeout = timeout }
-    for k, v in pairs(opts or {}) do o[k] = v end
-    return rpc.call(subject, rpc.envelope(make_body(args)), o)
-  end
-end
-
 --- default_clients() -> the lib clients this service uses.
 function M.default_clients()
-  local bruin = require "lib.bruin"
-  local digi = require "lib.digi"
-  local notify = require "lib.notify"
   return {
-    bruin = bruin,
-    digi = digi,
-    notify = notify,
-    velocloud = {
-      links_with_edge_info = lib_or_rpc("lib.velocloud", "links_with_edge_info", "get.links.with.edge.info", 30,
-        function(a) return { host = a.host } end),
-      edge_events = lib_or_rpc("lib.velocloud", "edge_events", "alert.request.event.edge", 180,
-        function(a) return { edge = a.edge, start_date = a.start_date, end_date = a.end_date, filter = a.filter } end),
-    },
-    customer_cache = {
-      get = lib_or_rpc("lib.customer_cache", "get", "customer.cache.get", 60,
-        function(a) return { filter = a.filter, last_contact_filter = a.last_contact_filter } end),
-    },
+    bruin = require "lib.bruin",
+    digi = require "lib.digi",
+    notify = require "lib.notify",
+    velocloud = require "lib.velocloud",
+    customer_cache = require "lib.customer_cache",
   }
 end
 
@@ -93,16 +70,11 @@ function M.new(cfg, clients)
     return reply
   end
 
-  --- customer_cache(filter, last_contact_filter): 202 is a failure (§3.1).
+  --- customer_cache(filter, last_contact_filter): lib.customer_cache sends
+  -- the spec's Slack texts itself (202: the body; transport failure: "An
+  -- error occurred when requesting customer cache -> <error>"; others: none).
   function R.customer_cache(filter, last_contact_filter)
-    local reply = cache.get({ filter = filter, last_contact_filter = last_contact_filter },
-      opts({ doing = "requesting customer cache" }))
-    if reply.status == 503 and reply.request_id == nil and reply.error ~= nil then
-      R.slack("An error occurred when requesting customer cache -> " .. reply.error)
-    elseif reply.status == 202 then
-      R.slack(body_text(reply.body))
-    end
-    return reply
+    return cache.get({ velo_filter = filter, last_contact_filter = last_contact_filter, retry = retry })
   end
 
   function R.cache_ok(reply)
@@ -122,8 +94,8 @@ function M.new(cfg, clients)
     local filter = json.array({})
     for i, t in ipairs(types) do filter[i] = t end
     local eid = require("usecases.outage.logic").edge_text(edge)
-    return fail(velocloud.edge_events({ edge = edge, start_date = start_date, end_date = end_date, filter = filter },
-      opts({ doing = "requesting edge events" })),
+    return fail(velocloud.edge_events({ host = edge.host, enterprise_id = edge.enterprise_id, edge_id = edge.edge_id,
+      start = start_date, ["end"] = end_date, filter = filter }, opts({ doing = "requesting edge events" })),
       function(status, body)
         return string.format("Error while retrieving events of edge %s having any type in %s that took place " ..
           "between %s and %s in %senvironment: Error %s - %s", eid, pylist(types), start_date, end_date, ENV,
