@@ -3,6 +3,9 @@
 return function(_config, path, ...)
   local engine = require "ae.engine"
   os.exit = engine.exit -- luacheck: ignore 122
+  -- the script sees the usual `arg`: arg[0] its path, arg[1..] its arguments
+  _G.arg = table.pack(...)
+  _G.arg[0], _G.arg.n = path, nil
   local chunk, err = loadfile(path)
   if not chunk then
     io.stderr:write(err, "\n")
