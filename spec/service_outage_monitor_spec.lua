@@ -517,5 +517,37 @@ describe("service-outage-monitor outage process", function()
       assert.equal(t0 + 600, seen[2].at)
       assert.same({ [H1] = {} }, seen[1].body.filter)
     end)
+
+    it("runs the outage path over NATS with the real lib clients", function()
+      local seen = {}
+      local function serve(s, fn) return assert(nats.serve(s, function(req) seen[#seen + 1] = s; return fn(req) end)) end
+      local H = H1
+      local subs = {
+        serve("customer.cache.get", function() return { status = 200, body = { { edge = { host = H, enterprise_id = 1, edge_id = 1 },
+          serial_number = "VC1", logical_ids = { { interface_name = "GE1", logical_id = "00:04:2d:00:0000" } },
+          bruin_client_info = { client_id = 9994 } } } } end),
+        serve("get.links.with.edge.info", function() return { status = 200, body = { { host = H, enterpriseId = 1, edgeId = 1,
+          edgeState = "OFFLINE", edgeSerialNumber = "VC1", edgeName = "E", interface = "GE1", linkState = "DISCONNECTED" } } } end),
+        serve("bruin.ticket.creation.outage.request", function() return { status = 200, body = 42 } end),
+        serve("alert.request.event.edge", function() return { status = 200, body = { { event = "EDGE_DOWN", category = "EDGE",
+          eventTime = "2021-03-15T17:00:00.000Z", message = "x" } } } end),
+        serve("bruin.ticket.details.request", function() return { status = 200, body = { ticketDetails = { { detailID = 1,
+          detailValue = "VC1" } }, ticketNotes = {} } } end),
+        serve("bruin.ticket.note.append.request", function() return { status = 200, body = "ok" } end),
+        serve("digi.reboot", function() return { status = 200, body = "ok" } end),
+        serve("notification.slack.request", function() return { status = 200 } end),
+      }
+      nats.flush(2)
+      engine.start_unit({ name = "live", script = "scripts/usecases/service_outage_monitor.lua",
+        config = { environment = "production", velocloud_hosts = H, velocloud_hosts_filter = "[]", lease = 0 } })
+      clock.advance(0)
+      clock.advance(180)
+      engine.stop_unit("live")
+      for _, s in ipairs(subs) do s:unsubscribe() end
+      assert.same({ "customer.cache.get", "get.links.with.edge.info", "get.links.with.edge.info",
+        "bruin.ticket.creation.outage.request", "notification.slack.request", "alert.request.event.edge",
+        "bruin.ticket.details.request", "bruin.ticket.note.append.request", "digi.reboot",
+        "bruin.ticket.note.append.request", "notification.slack.request" }, seen)
+    end)
   end)
 end)
