@@ -290,16 +290,23 @@ static void buf_free(buf *b) {
 
 typedef struct xfer xfer;
 
+static size_t on_body(char *p, size_t size, size_t n, void *ud);
+static size_t on_header(char *p, size_t size, size_t n, void *ud);
+
 typedef struct hclient {
     CURLSH *share;
     int cookies;
     int max_in_flight, in_flight;
     xfer *qhead, *qtail;
-    int refs;    /* the Lua userdata + every live transfer */
-    CURL **pool; /* idle easy handles kept for the next requests */
-    int npool, pool_cap;
+    int refs;   /* the Lua userdata + every live transfer */
+    xfer *idle; /* finished transfers kept with their easy handle for reuse */
+    int nidle, idle_cap;
 } hclient;
 
+/* A transfer. Kept in its client's idle list after use, with its easy
+ * handle still configured: the options that never change (callbacks,
+ * protocols, encoding, user agent, share) are set once when the handle is
+ * created, and a new request only sets what differs from the last one. */
 struct xfer {
     ae_curl_job job;
     hclient *cl;
@@ -311,52 +318,113 @@ struct xfer {
     double timeout;
     int queued;
     xfer *qnext;
+    /* what the easy handle holds from the last request */
+    long set_connect_ms, set_follow, set_maxredirs, set_verify;
+    unsigned char set_ca, set_tls, set_auth, set_nobody, set_post, set_custom;
     char method[16];
     char host[256];
     char safe_url[1024];
 };
 
-static void client_unref(hclient *c) {
-    if (--c->refs > 0) return;
-    while (c->npool > 0)
-        curl_easy_cleanup(c->pool[--c->npool]);
-    free(c->pool);
-    if (c->share) curl_share_cleanup(c->share);
-    free(c);
+/* response buffers bigger than this are not kept with an idle transfer */
+#define KEEP_BUF (64 * 1024)
+
+static char expect_none[] = "Expect:";
+static struct curl_slist expect_list = {expect_none, NULL};
+
+/* the options that are the same for every request of a client */
+static void easy_constant_options(xfer *x) {
+    CURL *e = x->job.easy;
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "aengine/" AE_VERSION);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)&x->job);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->job.errbuf);
+    if (x->cl->share) curl_easy_setopt(e, CURLOPT_SHARE, x->cl->share);
+    if (x->cl->cookies) curl_easy_setopt(e, CURLOPT_COOKIEFILE, ""); /* cookie engine on; jar in the share */
+    /* libcurl's defaults, as last set */
+    x->set_connect_ms = 300000;
+    x->set_follow = 0;
+    x->set_maxredirs = 30;
+    x->set_verify = 1;
+    x->set_ca = x->set_tls = x->set_auth = x->set_nobody = x->set_post = x->set_custom = 0;
 }
 
-/* an easy handle for a new request: a pooled one (reset) or a new one */
-static CURL *client_take_easy(hclient *c) {
-    if (c->npool > 0) return c->pool[--c->npool];
-    return curl_easy_init();
-}
-
-/* keep a finished (removed from the multi) handle for reuse */
-static void client_give_easy(hclient *c, CURL *e) {
-    if (!c->pool && c->pool_cap > 0) c->pool = calloc((size_t)c->pool_cap, sizeof *c->pool);
-    if (!c->pool || c->npool >= c->pool_cap) {
-        curl_easy_cleanup(e);
-        return;
+/* a transfer for a new request: an idle one (handle still configured) or a
+ * new one; NULL when out of memory */
+static xfer *xfer_take(hclient *c) {
+    xfer *x = c->idle;
+    if (x) {
+        c->idle = x->qnext;
+        c->nidle--;
+        x->qnext = NULL;
+        x->task = NULL;
+        x->unit = NULL;
+        x->resp.len = x->rhdr.len = 0;
+        x->job.errbuf[0] = '\0';
+        return x;
     }
-    curl_easy_setopt(e, CURLOPT_SHARE, NULL);
-    curl_easy_reset(e);
-    c->pool[c->npool++] = e;
+    x = calloc(1, sizeof *x);
+    if (!x) return NULL;
+    x->job.easy = curl_easy_init();
+    if (!x->job.easy) {
+        free(x);
+        return NULL;
+    }
+    x->cl = c;
+    easy_constant_options(x);
+    return x;
 }
 
-static void xfer_free(xfer *x) {
-    if (x->job.easy) {
-        if (x->cl)
-            client_give_easy(x->cl, x->job.easy);
-        else
-            curl_easy_cleanup(x->job.easy);
-    }
+static void xfer_destroy(xfer *x) {
+    if (x->job.easy) curl_easy_cleanup(x->job.easy);
     curl_slist_free_all(x->hdrs);
     free(x->body);
     buf_free(&x->resp);
     buf_free(&x->rhdr);
-    hclient *c = x->cl;
     free(x);
-    if (c) client_unref(c);
+}
+
+static void client_unref(hclient *c) {
+    if (--c->refs > 0) return;
+    while (c->idle) {
+        xfer *x = c->idle;
+        c->idle = x->qnext;
+        xfer_destroy(x);
+    }
+    if (c->share) curl_share_cleanup(c->share);
+    free(c);
+}
+
+/* the request is over (the handle is out of the multi): keep the transfer
+ * for the next request, or free it */
+static void xfer_free(xfer *x) {
+    hclient *c = x->cl;
+    x->task = NULL;
+    x->queued = 0;
+    if (x->hdrs) {
+        curl_slist_free_all(x->hdrs);
+        x->hdrs = NULL;
+    }
+    free(x->body);
+    x->body = NULL;
+    if (c->nidle < c->idle_cap && !x->resp.oom && !x->rhdr.oom) {
+        if (x->resp.cap > KEEP_BUF) buf_free(&x->resp);
+        if (x->rhdr.cap > KEEP_BUF) buf_free(&x->rhdr);
+        x->qnext = c->idle;
+        c->idle = x;
+        c->nidle++;
+    } else {
+        xfer_destroy(x);
+    }
+    client_unref(c);
 }
 
 static void queue_remove(hclient *c, xfer *x) {
@@ -563,9 +631,10 @@ static int l_client(lua_State *L) {
     c->refs = 1;
     c->cookies = cookies;
     c->max_in_flight = (int)max;
-    /* no handle pool with cookies: libcurl 7.88 loses the CURLOPT_COOKIEFILE
-     * list of a handle that is reset before a transfer loaded it */
-    c->pool_cap = cookies ? 0 : (max < 256 ? (int)max : 256);
+    /* no idle transfers with cookies: libcurl 7.88 loses the
+     * CURLOPT_COOKIEFILE list of a handle that is reset before a transfer
+     * loaded it */
+    c->idle_cap = cookies ? 0 : (max < 256 ? (int)max : 256);
     c->share = curl_share_init();
     if (c->share) {
         curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
@@ -743,17 +812,14 @@ static int l_request(lua_State *L) {
     int hidx = lua_gettop(L);
 
     /* everything validated: allocate (no Lua error from here on) */
-    xfer *x = calloc(1, sizeof *x);
-    CURL *e = x ? client_take_easy(c) : NULL;
-    if (!e) {
-        free(x);
+    xfer *x = xfer_take(c);
+    if (!x) {
         lua_pushnil(L);
         lua_pushliteral(L, "ae.http: out of memory");
         return 2;
     }
-    x->job.easy = e;
+    CURL *e = x->job.easy;
     x->job.done = xfer_done;
-    x->cl = c;
     c->refs++;
     x->task = t;
     x->unit = ae_unit_of(L);
@@ -783,43 +849,77 @@ static int l_request(lua_State *L) {
     }
     lua_pop(L, 1);
     /* no "Expect: 100-continue" round trip on large bodies */
-    struct curl_slist *nl = curl_slist_append(x->hdrs, "Expect:");
-    if (nl) x->hdrs = nl;
+    if (x->hdrs) {
+        struct curl_slist *nl = curl_slist_append(x->hdrs, "Expect:");
+        if (nl) x->hdrs = nl;
+    }
     if (password) ae_log_secret(password);
     if (key_password) ae_log_secret(key_password);
 
+    /* a handle that had a CA file goes back to libcurl's default CA store
+     * only through a reset */
+    if (x->set_ca && !ca) {
+        curl_easy_reset(e);
+        easy_constant_options(x);
+    }
     curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
-    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "aengine/" AE_VERSION);
-    if (connect_timeout > 0) curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(connect_timeout * 1000));
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, follow ? 1L : 0L);
-    curl_easy_setopt(e, CURLOPT_MAXREDIRS, (long)max_redirects);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, verify ? 1L : 0L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs ? x->hdrs : &expect_list);
+    long connect_ms = connect_timeout > 0 ? (long)(connect_timeout * 1000) : 300000;
+    if (connect_ms != x->set_connect_ms) {
+        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+        x->set_connect_ms = connect_ms;
+    }
+    if (follow != x->set_follow) {
+        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, follow ? 1L : 0L);
+        x->set_follow = follow;
+    }
+    if ((long)max_redirects != x->set_maxredirs) {
+        curl_easy_setopt(e, CURLOPT_MAXREDIRS, (long)max_redirects);
+        x->set_maxredirs = (long)max_redirects;
+    }
+    if (verify != x->set_verify) {
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, verify ? 1L : 0L);
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
+        x->set_verify = verify;
+    }
     if (ca) curl_easy_setopt(e, CURLOPT_CAINFO, ca);
-    if (cert) curl_easy_setopt(e, CURLOPT_SSLCERT, cert);
-    if (key) curl_easy_setopt(e, CURLOPT_SSLKEY, key);
-    if (key_password) curl_easy_setopt(e, CURLOPT_KEYPASSWD, key_password);
+    x->set_ca = ca != NULL;
+    if (cert || key || key_password || x->set_tls) {
+        curl_easy_setopt(e, CURLOPT_SSLCERT, cert);
+        curl_easy_setopt(e, CURLOPT_SSLKEY, key);
+        curl_easy_setopt(e, CURLOPT_KEYPASSWD, key_password);
+        x->set_tls = cert || key || key_password;
+    }
     if (user || password) {
         curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
         curl_easy_setopt(e, CURLOPT_USERNAME, user ? user : "");
         curl_easy_setopt(e, CURLOPT_PASSWORD, password ? password : "");
+        x->set_auth = 1;
+    } else if (x->set_auth) {
+        curl_easy_setopt(e, CURLOPT_USERNAME, NULL);
+        curl_easy_setopt(e, CURLOPT_PASSWORD, NULL);
+        x->set_auth = 0;
     }
-    if (c->share) curl_easy_setopt(e, CURLOPT_SHARE, c->share);
-    if (c->cookies) curl_easy_setopt(e, CURLOPT_COOKIEFILE, ""); /* cookie engine on; jar in the share */
 
-    if (strcmp(method, "HEAD") == 0) {
+    /* the method: back to a plain GET first if the last request was not one */
+    int is_head = strcmp(method, "HEAD") == 0, is_post = strcmp(method, "POST") == 0;
+    int with_body = !is_head && (body || is_post);
+    int custom = !is_head && !is_post && (with_body || strcmp(method, "GET") != 0);
+    if (x->set_post && !with_body) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, NULL);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
+    }
+    if ((x->set_nobody && !is_head) || (x->set_post && !with_body)) {
+        curl_easy_setopt(e, CURLOPT_NOBODY, 0L);
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    }
+    if (x->set_custom && !custom) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);
+    x->set_nobody = (unsigned char)is_head;
+    x->set_post = (unsigned char)with_body;
+    x->set_custom = (unsigned char)custom;
+    if (is_head) {
         curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-    } else if (body || strcmp(method, "POST") == 0) {
+    } else if (with_body) {
         if (body) {
             x->body = malloc(body_len ? body_len : 1);
             if (!x->body)
@@ -829,10 +929,8 @@ static int l_request(lua_State *L) {
         }
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->body ? x->body : "");
-        if (strcmp(method, "POST") != 0) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-    } else if (strcmp(method, "GET") != 0) {
-        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
     }
+    if (custom) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
     if (oom) {
         xfer_free(x);
         lua_pushnil(L);
