@@ -501,3 +501,75 @@ describe("customer-cache", function()
     end)
   end)
 end)
+
+-- End to end: the real velocloud-bridge and bruin-bridge units against their
+-- simulators (spec.helpers.sandbox), the cache built from the shared fleet.
+describe("customer-cache with the real bridges and simulators", function()
+  local sandbox = require "spec.helpers.sandbox"
+  local fleet_lib = require "sandbox.fleet"
+  local env, slack_sub
+  local FLEET = { edges = 60, seed = 3 }
+
+  before_each(function()
+    slacks = {}
+    clear_cache()
+    slack_sub = assert(nats.serve("notification.slack.request", function(req)
+      slacks[#slacks + 1] = req.message
+      return { status = 200 }
+    end, { queue = "notifier" }))
+    env = sandbox.start { sims = { "bruin", "velocloud" }, capabilities = { "bruin_bridge", "velocloud_bridge" },
+      fleet = FLEET }
+  end)
+
+  after_each(function()
+    engine.stop_unit(UNIT)
+    sandbox.stop(env)
+    slack_sub:unsubscribe()
+  end)
+
+  local function wait_for_hosts(n)
+    for _ = 1, 300 do
+      if cache:exists(H1, H2, H3, H4) >= n then return true end
+      task.sleep(0.1)
+    end
+    return false
+  end
+
+  it("builds the cache of every host from the simulated fleet", function()
+    start_unit { links_timeout = 10, enterprise_timeout = 10 }
+    assert.is_true(wait_for_hosts(4), "cache not built: " .. table.concat(slacks, " | "))
+    local fleet = fleet_lib.generate(FLEET)
+    local reply = customer_cache.get { velo_filter = {} }
+    assert.equals(200, reply.status)
+    assert.is_true(#reply.body > 0)
+    local monitorable = { Pending = true, [GOLD] = true, [PLATINUM] = true }
+    local seen_hosts = {}
+    for _, entry in ipairs(reply.body) do
+      local e = fleet.edge_by_serial[entry.serial_number]
+      assert.is_not_nil(e, entry.serial_number)
+      assert.same({ host = e.host, enterprise_id = e.enterprise_id, edge_id = e.id }, entry.edge)
+      assert.is_true(monitorable[e.management_status], e.management_status)
+      assert.equals(e.client_id, entry.bruin_client_info.client_id)
+      assert.equals(#e.links, #entry.logical_ids)
+      seen_hosts[e.host] = true
+    end
+    assert.same({ [H1] = true, [H2] = true, [H3] = true, [H4] = true }, seen_hosts)
+    -- the simulators saw the traffic: one edges call per enterprise, Bruin calls per edge
+    assert.is_true(#env.calls("velocloud") > 0)
+    assert.is_true(#env.calls("bruin") >= #reply.body)
+  end)
+
+  it("Slacks a host whose orchestrator fails and caches the others", function()
+    env.fault("velocloud", { path = "^/metvco02%.mettel%.net/portal/rest/monitoring/", status = 500,
+      body = "internal error" })
+    start_unit { links_timeout = 10, enterprise_timeout = 10 }
+    assert.is_true(wait_for_hosts(3))
+    task.sleep(0.5)
+    assert.is_nil(stored(H2))
+    local found = false
+    for _, m in ipairs(slacks) do
+      if m:find("Error while retrieving edges links in PRODUCTION environment: Error", 1, true) then found = true end
+    end
+    assert.is_true(found, table.concat(slacks, " | "))
+  end)
+end)
