@@ -457,6 +457,9 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
     return buf_add(&x->rhdr, p, len) == 0 ? len : 0;
 }
 
+/* registry key of the metatable of response tables (ae/http.lua's Response) */
+static const char response_mt = 0;
+
 /* Push the response table on co. */
 static void push_response(lua_State *co, xfer *x) {
     CURL *e = x->job.easy;
@@ -510,6 +513,10 @@ static void push_response(lua_State *co, xfer *x) {
         s = next;
     }
     lua_setfield(co, -2, "headers");
+    if (lua_rawgetp(co, LUA_REGISTRYINDEX, &response_mt) == LUA_TTABLE)
+        lua_setmetatable(co, -2);
+    else
+        lua_pop(co, 1);
 }
 
 static int task_line(ae_task *t) {
@@ -739,7 +746,9 @@ static int l_client_clear_cookies(lua_State *L) {
 
 /* ------------------------------------------------------------- request */
 
+/* the option getters read table t (0: no table, the default) */
 static const char *opt_string(lua_State *L, int t, const char *k) {
+    if (!t) return NULL;
     int ty = lua_getfield(L, t, k);
     const char *s = NULL;
     if (ty == LUA_TSTRING)
@@ -751,6 +760,7 @@ static const char *opt_string(lua_State *L, int t, const char *k) {
 }
 
 static double opt_number(lua_State *L, int t, const char *k, double dflt) {
+    if (!t) return dflt;
     int ty = lua_getfield(L, t, k);
     double v = dflt;
     if (ty == LUA_TNUMBER)
@@ -762,6 +772,7 @@ static double opt_number(lua_State *L, int t, const char *k, double dflt) {
 }
 
 static int opt_bool(lua_State *L, int t, const char *k, int dflt) {
+    if (!t) return dflt;
     int ty = lua_getfield(L, t, k);
     int v = ty == LUA_TNIL ? dflt : lua_toboolean(L, -1);
     lua_pop(L, 1);
@@ -774,42 +785,44 @@ static void register_auth_secret(const char *value) {
     if (sp) ae_log_secret(sp + 1); /* the token of "Bearer <token>" */
 }
 
-/* request(client, {method, url, headers = {"Name: value", ...}, body,
- *   timeout, connect_timeout, verify, ca, cert, key, key_password, user,
- *   password, follow, max_redirects}) -> response | nil, err */
+/* request(client, method, url, headers, body, opts) -> response | nil, err
+ *   method, url: strings; headers: nil or {"Name: value", ...}; body: nil or
+ *   a string; opts: nil or {timeout, connect_timeout, verify, ca, cert, key,
+ *   key_password, user, password, follow, max_redirects} (absent: defaults) */
 static int l_request(lua_State *L) {
     hclient *c = check_client(L, 1);
-    luaL_checktype(L, 2, LUA_TTABLE);
+    size_t mlen = 0;
+    const char *method = luaL_checklstring(L, 2, &mlen);
+    const char *url = luaL_checkstring(L, 3);
+    int ht = lua_type(L, 4);
+    if (ht != LUA_TNIL && ht != LUA_TNONE && ht != LUA_TTABLE) return luaL_error(L, "ae.http: headers must be a table");
+    int hidx = 4;
+    size_t body_len = 0;
+    const char *body = NULL;
+    if (lua_type(L, 5) == LUA_TSTRING)
+        body = lua_tolstring(L, 5, &body_len);
+    else if (!lua_isnoneornil(L, 5))
+        return luaL_error(L, "ae.http: body must be a string");
+    int ot = 0;
+    if (lua_type(L, 6) == LUA_TTABLE)
+        ot = 6;
+    else if (!lua_isnoneornil(L, 6))
+        return luaL_error(L, "ae.http: options must be a table");
     ae_task *t = ae_task_check(L);
-    const char *method = opt_string(L, 2, "method");
-    const char *url = opt_string(L, 2, "url");
-    if (!url) return luaL_error(L, "ae.http: url is required");
-    if (!method) method = "GET";
-    size_t mlen = strlen(method);
     if (mlen == 0 || mlen >= 16) return luaL_error(L, "ae.http: bad method '%s'", method);
     for (size_t i = 0; i < mlen; i++)
         if (!isupper((unsigned char)method[i])) return luaL_error(L, "ae.http: bad method '%s'", method);
-    size_t body_len = 0;
-    const char *body = NULL;
-    if (lua_getfield(L, 2, "body") == LUA_TSTRING)
-        body = lua_tolstring(L, -1, &body_len);
-    else if (!lua_isnil(L, -1))
-        return luaL_error(L, "ae.http: body must be a string");
-    lua_pop(L, 1);
-    double timeout = opt_number(L, 2, "timeout", 30);
-    double connect_timeout = opt_number(L, 2, "connect_timeout", 10);
-    int verify = opt_bool(L, 2, "verify", 1);
-    int follow = opt_bool(L, 2, "follow", 1);
-    double max_redirects = opt_number(L, 2, "max_redirects", 5);
-    const char *ca = opt_string(L, 2, "ca");
-    const char *cert = opt_string(L, 2, "cert");
-    const char *key = opt_string(L, 2, "key");
-    const char *key_password = opt_string(L, 2, "key_password");
-    const char *user = opt_string(L, 2, "user");
-    const char *password = opt_string(L, 2, "password");
-    int ht = lua_getfield(L, 2, "headers");
-    if (ht != LUA_TNIL && ht != LUA_TTABLE) return luaL_error(L, "ae.http: headers must be a table");
-    int hidx = lua_gettop(L);
+    double timeout = opt_number(L, ot, "timeout", 30);
+    double connect_timeout = opt_number(L, ot, "connect_timeout", 10);
+    int verify = opt_bool(L, ot, "verify", 1);
+    int follow = opt_bool(L, ot, "follow", 1);
+    double max_redirects = opt_number(L, ot, "max_redirects", 5);
+    const char *ca = opt_string(L, ot, "ca");
+    const char *cert = opt_string(L, ot, "cert");
+    const char *key = opt_string(L, ot, "key");
+    const char *key_password = opt_string(L, ot, "key_password");
+    const char *user = opt_string(L, ot, "user");
+    const char *password = opt_string(L, ot, "password");
 
     /* everything validated: allocate (no Lua error from here on) */
     xfer *x = xfer_take(c);
@@ -847,7 +860,6 @@ static int l_request(lua_State *L) {
             lua_pop(L, 1);
         }
     }
-    lua_pop(L, 1);
     /* no "Expect: 100-continue" round trip on large bodies */
     if (x->hdrs) {
         struct curl_slist *nl = curl_slist_append(x->hdrs, "Expect:");
@@ -982,6 +994,14 @@ static int l_escape(lua_State *L) {
     return 1;
 }
 
+/* response_metatable(mt): the metatable every response table gets */
+static int l_response_metatable(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &response_mt);
+    return 0;
+}
+
 /* safe_url(url) -> url without credentials, host */
 static int l_safe_url(lua_State *L) {
     const char *url = luaL_checkstring(L, 1);
@@ -1005,8 +1025,12 @@ int luaopen_ae_core_http(lua_State *L) {
         lua_setfield(L, -2, "__gc");
     }
     lua_pop(L, 1);
-    static const luaL_Reg f[] = {
-        {"client", l_client}, {"request", l_request}, {"escape", l_escape}, {"safe_url", l_safe_url}, {NULL, NULL}};
+    static const luaL_Reg f[] = {{"client", l_client},
+                                 {"request", l_request},
+                                 {"escape", l_escape},
+                                 {"safe_url", l_safe_url},
+                                 {"response_metatable", l_response_metatable},
+                                 {NULL, NULL}};
     luaL_newlib(L, f);
     lua_pushstring(L, curl_version());
     lua_setfield(L, -2, "curl_version");

@@ -14,6 +14,7 @@ M.curl_version = core.curl_version
 
 local Response = {}
 Response.__index = Response
+core.response_metatable(Response) -- set by ae.core.http on every response
 
 --- res:json() -> decoded body | nil, err
 function Response:json()
@@ -179,9 +180,19 @@ local function prepare(opts, defaults)
   return req
 end
 
-local function finish(res, err)
-  if res then return setmetatable(res, Response) end
-  return nil, err
+-- The request of a shortcut without options on a client without default headers
+-- or auth: no option table to merge, no header lines to build. opts: the
+-- client's default options for ae.core.http (nil: none).
+local CT_NONE = { "Content-Type:" } -- a body without a Content-Type goes out without one
+local function quick(handle, opts, method, url)
+  if method == "GET" or method == "HEAD" or method == "DELETE" then
+    return handle:request(method, url, nil, nil, opts)
+  end
+  return handle:request(method, url, CT_NONE, "", opts)
+end
+
+local function send(handle, req)
+  return handle:request(req.method, req.url, req.headers, req.body, req)
 end
 
 local default_client
@@ -193,12 +204,12 @@ end
 
 --- request(opts) -> res | nil, err
 function M.request(opts)
-  local req = prepare(opts)
-  return finish(default():request(req))
+  return send(default(), prepare(opts))
 end
 
 local function shortcut(method)
   return function(url, opts)
+    if opts == nil and type(url) == "string" and url ~= "" then return quick(default(), nil, method, url) end
     local o = {}
     if opts ~= nil then
       if type(opts) ~= "table" then error("ae.http." .. string.lower(method) .. ": opts must be a table", 2) end
@@ -240,17 +251,38 @@ function M.client(opts)
   end
   local ok, handle = pcall(core.client, { cookies = opts.cookies, max_in_flight = opts.max_in_flight })
   if not ok then error(handle, 2) end
-  return setmetatable({ handle = handle, defaults = defaults }, Client)
+  -- what the quick path of the shortcuts needs: the options passed to
+  -- ae.core.http as they are (nil when none), the base URL without its
+  -- trailing slashes; no quick path with default headers or auth (tables
+  -- read at each request) or a bad default timeout (an error at each request)
+  local core_opts
+  for _, k in ipairs(passthrough) do
+    if defaults[k] ~= nil then
+      core_opts = core_opts or {}
+      core_opts[k] = defaults[k]
+    end
+  end
+  local fast = defaults.headers == nil and defaults.auth == nil and (defaults.timeout == nil or defaults.timeout > 0)
+  local base = defaults.base_url and (defaults.base_url:gsub("/+$", ""))
+  return setmetatable({ handle = handle, defaults = defaults, fast = fast, core_opts = core_opts, base = base }, Client)
 end
 
 --- c:request(opts) -> res | nil, err (url may be a path under base_url)
 function Client:request(opts)
-  local req = prepare(opts, self.defaults)
-  return finish(self.handle:request(req))
+  return send(self.handle, prepare(opts, self.defaults))
 end
+
+local find, byte = string.find, string.byte
 
 local function client_shortcut(method)
   return function(self, path, opts)
+    if opts == nil and self.fast and type(path) == "string" and path ~= "" then
+      local base = self.base
+      if base and not find(path, "^%a[%w+.-]*://") then
+        path = base .. (byte(path, 1) == 47 and path or "/" .. path)
+      end
+      return quick(self.handle, self.core_opts, method, path)
+    end
     local o = {}
     if opts ~= nil then
       if type(opts) ~= "table" then error("ae.http client:" .. string.lower(method) .. ": opts must be a table", 2) end
