@@ -474,15 +474,22 @@ static void push_response(lua_State *co, xfer *x) {
     lua_setfield(co, -2, "status");
     lua_pushlstring(co, x->resp.p ? x->resp.p : "", x->resp.len);
     lua_setfield(co, -2, "body");
-    char safe[1024];
-    ae_curl_safe_url(eff ? eff : x->safe_url, safe, sizeof safe, NULL, 0);
-    lua_pushstring(co, safe);
+    if (!eff || strcmp(eff, x->safe_url) == 0) {
+        lua_pushstring(co, x->safe_url); /* not redirected: already without credentials */
+    } else {
+        char safe[1024];
+        ae_curl_safe_url(eff, safe, sizeof safe, NULL, 0);
+        lua_pushstring(co, safe);
+    }
     lua_setfield(co, -2, "url");
     lua_pushnumber(co, (double)total_us / 1e6);
     lua_setfield(co, -2, "time");
     /* headers: lower-cased names, repeated headers joined with ", " */
-    lua_newtable(co);
     const char *s = x->rhdr.p, *end = s ? s + x->rhdr.len : NULL;
+    int nlines = 0; /* the table at its final size: one rehash at most */
+    for (const char *p = s; p && p < end && (p = memchr(p, '\n', (size_t)(end - p))); p++)
+        nlines++;
+    lua_createtable(co, 0, nlines > 2 ? nlines - 2 : 0); /* minus status line and blank line */
     while (s && s < end) {
         const char *eol = memchr(s, '\n', (size_t)(end - s));
         const char *next = eol ? eol + 1 : end;
