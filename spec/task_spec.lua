@@ -99,6 +99,29 @@ describe("ae.task", function()
     assert.same({ 1, 2, 3, 4, 5, 6, 7, 8 }, order)
   end)
 
+  it("semaphore keeps every waiter when many groups contend (no lost wake-ups)", function()
+    local sem = task.semaphore(20)
+    local done = 0
+    local groups = {}
+    for g = 1, 4 do
+      groups[g] = task.spawn(function()
+        local items = {}
+        for i = 1, 25 do items[i] = i end
+        task.map(items, function(i)
+          sem:acquire()
+          task.sleep(0.001 * (i % 3))
+          task.sleep(0.001)
+          sem:release()
+          done = done + 1
+        end, { limit = 20 })
+      end)
+    end
+    for g = 1, 4 do groups[g]:wait() end
+    assert.equal(100, done)
+    assert.equal(20, sem.free)
+    assert.equal(0, sem:waiting())
+  end)
+
   it("semaphore:with releases when the function raises", function()
     local sem = task.semaphore(1)
     assert.has_error(function() sem:with(function() error("inside", 0) end) end, "inside")

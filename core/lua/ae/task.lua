@@ -116,30 +116,37 @@ local Semaphore = {}
 Semaphore.__index = Semaphore
 
 --- semaphore(n): at most n holders at once; waiters served in FIFO order.
+-- The wait queue is a ring of explicit head/tail indices (never `#`, which is
+-- undefined once served slots have been cleared).
 function M.semaphore(n)
   assert(type(n) == "number" and n >= 1, "ae.task.semaphore: n must be >= 1")
-  return setmetatable({ free = n, size = n, queue = {}, head = 1 }, Semaphore)
+  return setmetatable({ free = n, size = n, queue = {}, head = 1, tail = 0 }, Semaphore)
+end
+
+function Semaphore:waiting()
+  return self.tail - self.head + 1
 end
 
 function Semaphore:acquire()
-  if self.free > 0 and self.head > #self.queue then
+  if self.free > 0 and self.head > self.tail then
     self.free = self.free - 1
     return
   end
   local me = core.current()
   if not me then error("ae.task: semaphore:acquire() must be called inside a task", 2) end
-  self.queue[#self.queue + 1] = me
+  self.tail = self.tail + 1
+  self.queue[self.tail] = me
   core.suspend() -- release() hands its slot over directly
 end
 
 function Semaphore:release()
-  while self.head <= #self.queue do
+  while self.head <= self.tail do
     local w = self.queue[self.head]
     self.queue[self.head] = nil
     self.head = self.head + 1
     if core.wake(w) then return end -- slot handed over
   end
-  self.queue, self.head = {}, 1
+  self.head, self.tail = 1, 0
   if self.free < self.size then self.free = self.free + 1 end
 end
 
