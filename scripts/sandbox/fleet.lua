@@ -56,7 +56,7 @@ local function mac(r)
   return table.concat(parts, ":")
 end
 
---- generate{edges = N, seed = S, hosts = {...}, now = epoch, enterprises_per_host = n} -> fleet
+--- generate{edges = N, seed = S, hosts = {...}, now = epoch, enterprises_per_host = n, digi_every = N} -> fleet
 function M.generate(opts)
   opts = opts or {}
   local total = opts.edges or 200
@@ -96,6 +96,8 @@ function M.generate(opts)
     local nlinks = r(3) -- 1..3 links
     local links = {}
     local base_mac = mac(r)
+    -- digi_every = N: every Nth edge's links are DiGi LTE links (MAC prefix 00:04:2d)
+    if opts.digi_every and i % opts.digi_every == 0 then base_mac = "00:04:2d" .. base_mac:sub(9) end
     for l = 1, nlinks do
       next_link_id = next_link_id + 1
       local ip = string.format("%d.%d.%d.%d", 20 + r(200), r(254), r(254), r(254))

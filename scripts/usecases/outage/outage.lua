@@ -75,6 +75,7 @@ function M.new(ctx)
     local resolved = repo.resolve(T, detail.detailID)
     if not ok(resolved) then return "resolve_failed" end
     inc("autoresolve")
+    log.info("ticket %s autoresolved: detail %s, serial %s", tostring(T), tostring(detail.detailID), S)
     repo.append_note(T, logic.autoresolve_note(S, now()), { S })
     repo.slack(string.format("Outage ticket %s was autoresolved. Details at %s%s", tostring(T), APP, tostring(T)))
     return "resolved"
@@ -107,6 +108,8 @@ function M.new(ctx)
       if not ok(reply) then return sent, false, reply end
       sent = sent + 1
     end
+    log.info("triage note appended to ticket %s, detail %s (serial %s): %d page(s), %d characters", tostring(T),
+      tostring(detail.detailID), tostring(S), sent, utf8.len(note) or #note)
     return sent, true
   end
 
@@ -153,6 +156,8 @@ function M.new(ctx)
       return false
     end
     inc("reopened")
+    log.info("detail %s of outage ticket %s reopened (serial %s)", tostring(detail.detailID), tostring(T),
+      tostring(status.edgeSerialNumber))
     repo.slack(string.format("Detail %s of outage ticket %s reopened: %s%s", tostring(detail.detailID), tostring(T),
       APP, tostring(T)))
     reopen_note(T, status)
@@ -169,6 +174,8 @@ function M.new(ctx)
         local reply = repo.digi_reboot(S, T, link.logical_id)
         if ok(reply) then
           n = n + 1
+          log.info("DiGi reboot started for serial %s, interface %s (ticket %s)", tostring(S),
+            tostring(link.interface_name), tostring(T))
           repo.append_note(T, logic.digi_reboot_note(S, link.interface_name, now()), { S })
           repo.slack(string.format("DiGi reboot started for faulty edge %s. Ticket details at %s%s.",
             logic.edge_text(cached.edge), APP, tostring(T)))
@@ -211,6 +218,8 @@ function M.new(ctx)
         if logic.digi_note_interface(digi_note) == link.interface_name then
           local reply = repo.change_work(S, T, detail.detailID, logic.WIRELESS_QUEUE)
           if ok(reply) then
+            log.info("ticket %s forwarded to the Wireless team (serial %s, interface %s)", tostring(T), tostring(S),
+              tostring(link.interface_name))
             repo.append_note(T, logic.digi_failed_note(now()), nil)
             repo.slack(string.format("Forwarding ticket %s to Wireless team", tostring(T)))
             return "forwarded"
@@ -223,6 +232,9 @@ function M.new(ctx)
 
   ----------------------------------------------------------------------------
   -- Ticket creation (§4.5)
+  local CODES = { [409] = "in-progress ticket exists", [471] = "resolved ticket exists, to be reopened",
+    [472] = "resolved ticket reopened by Bruin", [473] = "resolved ticket at the same site reopened, detail added" }
+
   function P.create_ticket(item)
     local cached, status = item.cached_info, item.status
     local S = cached.serial_number
@@ -232,6 +244,13 @@ function M.new(ctx)
     local code = reply.status
     if ok(reply) then
       inc("outage_ticket")
+      log.info("outage ticket %s created for edge %s (serial %s, client %s)", tostring(T),
+        logic.edge_text(cached.edge), tostring(S), tostring(C))
+    elseif CODES[code] then
+      log.info("outage ticket for serial %s: Bruin answered %d (%s), ticket %s", tostring(S), code, CODES[code],
+        tostring(T))
+    end
+    if ok(reply) then
       repo.slack(string.format("Outage ticket created for faulty edge %s. Ticket details at %s%s.",
         logic.edge_text(cached.edge), APP, tostring(T)))
       P.initial_triage(item, T, S)
@@ -327,6 +346,7 @@ function M.new(ctx)
       if errors[i] then log.error("processing of host %s failed: %s", host, tostring(errors[i])) end
     end
     local minutes = (now() - started) / 60
+    log.info("outage cycle done: %d edges on %d host(s) in %.1f s", #entries, #hosts, now() - started)
     if metrics and metrics.cycle_runtime then metrics.cycle_runtime:set(math.floor(minutes * 100 + 0.5) / 100) end
     return true
   end

@@ -102,6 +102,8 @@ function M.new(ctx)
         if ok(reply) then
           appended = appended + 1
           inc("triage_note")
+          log.info("triage events note appended to ticket %s, detail %s (serial %s): %d events", tostring(T),
+            tostring(D), tostring(S), #chunk)
         elseif reply.status == 503 then
           inc("triage_error_note")
         end

@@ -1,0 +1,212 @@
+-- luacheck: max line length 140
+-- service-outage-monitor, outage process, end to end through the real stack:
+-- the real unit, the real capability units (customer-cache, bruin-bridge,
+-- velocloud-bridge, digi-bridge, notifier) over NATS, and the sandbox
+-- simulators over HTTP. Assertions are on what the simulators recorded: the
+-- Bruin repair call and ticket state (notes byte for byte), the Slack
+-- messages, the DiGi reboots. The engine runs on the manual clock, frozen at
+-- 2021-03-15T18:05:12Z (US/Eastern -04:00) once the customer cache is built.
+local clock = require "ae.clock"
+local task = require "ae.task"
+local http = require "ae.http"
+local engine = require "ae.engine"
+local sandbox = require "spec.helpers.sandbox"
+local fleet_lib = require "sandbox.fleet"
+local customer_cache = require "lib.customer_cache"
+
+local H1 = "mettel.velocloud.net"
+local FLEET = { edges = 40, seed = 1, digi_every = 5 }
+local T0 = 1615831512 -- 2021-03-15T18:05:12Z
+local SETTLE = { settle = 1.5 }
+local UNIT = "som-sandbox"
+local APP = "https://app.bruin.com/t/"
+
+local env, fleet, cached
+
+-- US/Eastern Python text of an engine time in March 2021 (after the DST switch)
+local function eastern(t)
+  return os.date("!%Y-%m-%d %H:%M:%S", math.floor(t) - 4 * 3600) .. "-04:00"
+end
+
+local function edge_text(e)
+  return string.format("host = %s, enterprise_id = %d, edge_id = %d", e.host, e.enterprise_id, e.id)
+end
+
+local function post(vendor, path, body)
+  local res = assert(http.post(env.base[vendor] .. path, { json = body }))
+  assert(res.status < 300, vendor .. path .. " answered " .. res.status .. ": " .. tostring(res.body))
+  return res:json()
+end
+
+local function set_edge(e, state)
+  post("velocloud", "/_edges/" .. e.host .. "/" .. e.id, { state = state })
+end
+
+local function slack_messages()
+  local list = env.get("slack", "/_messages")
+  local out = {}
+  for i, m in ipairs(list) do out[i] = m.text end
+  return out
+end
+
+local function ticket(id)
+  return env.get("bruin", "/_tickets/" .. tostring(id))
+end
+
+local function notes_of(id)
+  local out = {}
+  for i, n in ipairs(ticket(id).notes) do out[i] = n.noteValue end
+  return out
+end
+
+local function has(list, value)
+  for _, v in ipairs(list) do
+    if v == value then return true end
+  end
+  return false
+end
+
+-- cached edges of H1 chosen by predicate, in fleet order
+local function pick(pred, n)
+  local out = {}
+  for _, e in ipairs(fleet.edges) do
+    if e.host == H1 and cached[e.serial] and pred(e) then out[#out + 1] = e end
+    if #out == n then break end
+  end
+  assert(#out == n, "the fleet has too few edges for this case")
+  return table.unpack(out)
+end
+
+local function is_digi(e) return e.links[1].logical_id:find("00:04:2d", 1, true) ~= nil end
+local function plain(e) return not is_digi(e) end
+
+local function start_monitor(environment)
+  assert(engine.start_unit { name = UNIT, script = "scripts/usecases/service_outage_monitor.lua",
+    config = { environment = environment or "production", environment_name = "sandbox-spec",
+      velocloud_hosts = H1, velocloud_hosts_filter = "[]", lease = 0 } })
+end
+
+-- the initial triage note of an edge whose links are all DISCONNECTED since `at`
+local function triage_note(e, at)
+  local base = "https://" .. e.host .. "/#!/operator/customer/" .. e.enterprise_id .. "/monitor"
+  local lines = { "#*Automation Engine*#", "Triage (VeloCloud)", "Orchestrator Instance: " .. e.host,
+    "Edge Name: " .. e.name,
+    string.format("Links: [Edge|%s/edge/%d/] - [QoE|%s/edge/%d/qoe/] - [Transport|%s/edge/%d/links/] - [Events|%s/events/]",
+      base, e.id, base, e.id, base, e.id, base),
+    "Edge Status: OFFLINE", "Serial: " .. e.serial }
+  for _, l in ipairs(e.links) do
+    lines[#lines + 1] = "Interface " .. l.interface
+    lines[#lines + 1] = "Interface " .. l.interface .. " Label: " .. l.display_name
+    lines[#lines + 1] = "Interface " .. l.interface .. " Status: DISCONNECTED"
+  end
+  lines[#lines + 1] = "Last Edge Online: None"
+  lines[#lines + 1] = "Last Edge Offline: " .. eastern(at)
+  for _, l in ipairs(e.links) do
+    lines[#lines + 1] = "Last " .. l.interface .. " Interface Online: None"
+    lines[#lines + 1] = "Last " .. l.interface .. " Interface Offline: " .. eastern(at)
+  end
+  return table.concat(lines, "\n")
+end
+
+describe("service-outage-monitor on the sandbox (real capabilities, simulators)", function()
+  setup(function()
+    fleet = fleet_lib.generate(FLEET)
+    env = sandbox.start { sims = { "bruin", "velocloud", "digi", "slack" },
+      capabilities = { "bruin_bridge", "velocloud_bridge", "digi_bridge", "notifier", "customer_cache" },
+      fleet = FLEET,
+      config = { customer_cache = { links_timeout = 10, enterprise_timeout = 10 } } }
+    local reply
+    for _ = 1, 300 do
+      reply = customer_cache.get { velo_filter = {}, notify = false, notify_202 = false, retry = false, timeout = 5 }
+      if customer_cache.ready(reply) and #reply.body > 0 then
+        local hosts = {}
+        for _, entry in ipairs(reply.body) do hosts[entry.edge.host] = true end
+        if hosts[H1] then break end
+      end
+      task.sleep(0.1)
+    end
+    assert(customer_cache.ready(reply), "the customer cache was not built")
+    cached = {}
+    for _, entry in ipairs(reply.body) do cached[entry.serial_number] = entry end
+    clock.freeze(T0)
+  end)
+
+  teardown(function()
+    clock.unfreeze()
+    sandbox.stop(env)
+  end)
+
+  local downed = {}
+  before_each(function()
+    for _, v in ipairs({ "bruin", "velocloud", "digi", "slack" }) do env.clear(v) end
+    assert(http.delete(env.base.slack .. "/_messages"))
+    downed = {}
+  end)
+
+  after_each(function()
+    engine.stop_unit(UNIT)
+    for _, e in ipairs(downed) do set_edge(e, "CONNECTED") end
+    -- let the next case start at a fresh time far from this one's windows
+    clock.advance(4 * 3600, SETTLE)
+  end)
+
+  local function take_down(e)
+    set_edge(e, "OFFLINE")
+    downed[#downed + 1] = e
+  end
+
+  it("outage -> re-check 180 s later -> ticket created, Slack, initial triage note, DiGi reboots", function()
+    local digi = pick(is_digi, 1)
+    local plain_edge = pick(plain, 1)
+    local at = clock.now()
+    take_down(digi)
+    take_down(plain_edge)
+    start_monitor()
+    clock.advance(0, SETTLE)
+    -- the first pass only schedules the re-check
+    assert.same({}, env.calls("bruin", "^/api/Ticket/repair"))
+    clock.advance(179, SETTLE)
+    assert.same({}, env.calls("bruin", "^/api/Ticket/repair"))
+    clock.advance(1, SETTLE)
+    local repairs = env.calls("bruin", "^/api/Ticket/repair")
+    assert.equal(2, #repairs)
+    local bodies = {}
+    for _, c in ipairs(repairs) do bodies[c.json.WTNs[1]] = c.json end
+    for _, e in ipairs({ digi, plain_edge }) do
+      assert.same({ ClientID = e.client_id, WTNs = { e.serial },
+        RequestDescription = "Automation Engine -- Service Outage Trouble" }, bodies[e.serial])
+    end
+    -- the tickets the simulator created, one per serial, named in the Slack messages
+    local slack = slack_messages()
+    local created = {}
+    for _, e in ipairs({ digi, plain_edge }) do
+      local prefix = "Outage ticket created for faulty edge " .. edge_text(e) .. ". Ticket details at " .. APP
+      for _, m in ipairs(slack) do
+        if m:sub(1, #prefix) == prefix then created[e.serial] = tonumber(m:sub(#prefix + 1):match("^(%d+)%.$")) end
+      end
+      local T = created[e.serial]
+      assert.is_not_nil(T, table.concat(slack, "\n"))
+      assert.equal(e.serial, ticket(T).details[1].detailValue)
+      local notes = notes_of(T)
+      assert.equal("Request Description: Automation Engine -- Service Outage Trouble\n", notes[1])
+      assert.equal(triage_note(e, at), notes[2])
+    end
+    -- DiGi: one reboot per DISCONNECTED DiGi link of the DiGi edge, none for the other edge
+    local reboots = env.calls("digi", "RecoverDevice")
+    assert.equal(#digi.links, #reboots)
+    local T = created[digi.serial]
+    for i, l in ipairs(digi.links) do
+      local h = reboots[i].headers
+      assert.equal(digi.serial, h.VeloSerial or h.veloserial)
+      assert.equal(tostring(T), h.Ticket or h.ticket)
+      assert.equal(l.logical_id, h.MAC or h.mac)
+      assert.is_true(has(notes_of(T), "#*Automation Engine*#\nOffline DiGi interface identified for serial: " ..
+        digi.serial .. "\nInterface: " .. l.interface .. "\nAutomatic reboot attempt started.\nTimeStamp: " ..
+        eastern(at + 180)))
+    end
+    assert.is_true(has(slack, string.format("DiGi reboot started for faulty edge %s. Ticket details at %s%d.",
+      edge_text(digi), APP, T)))
+    assert.equal(1 + 1 + #digi.links, #notes_of(T))
+    assert.equal(2, #notes_of(created[plain_edge.serial]))
+  end)
+end)
