@@ -9,6 +9,7 @@
  */
 #include "json.h"
 #include "log.h"
+#include "test.h"
 
 #include <cjson/cJSON.h>
 #include <lauxlib.h>
@@ -20,20 +21,6 @@
 #include <string.h>
 
 int luaopen_ae_json(lua_State *L);
-
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                                                               \
-    do {                                                                                                               \
-        if (cond) {                                                                                                    \
-            passed++;                                                                                                  \
-        } else {                                                                                                       \
-            failed++;                                                                                                  \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                                       \
-            fprintf(stderr, __VA_ARGS__);                                                                              \
-            fputc('\n', stderr);                                                                                       \
-        }                                                                                                              \
-    } while (0)
 
 /* ------------------------------------------------------------ helpers */
 
@@ -679,6 +666,5 @@ int main(void) {
     test_c_api(L);
     lua_close(L);
     test_out_of_memory();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return TEST_DONE();
 }

@@ -7,6 +7,7 @@
 #include "engine.h"
 #include "engine_internal.h"
 #include "metrics.h"
+#include "test.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -14,20 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                                                               \
-    do {                                                                                                               \
-        if (cond) {                                                                                                    \
-            passed++;                                                                                                  \
-        } else {                                                                                                       \
-            failed++;                                                                                                  \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                                \
-            printf(__VA_ARGS__);                                                                                       \
-            printf("\n");                                                                                              \
-        }                                                                                                              \
-    } while (0)
 
 static void check_float(double v, const char *want) {
     char buf[64];
@@ -228,6 +215,5 @@ int main(void) {
     test_hooks();
     test_status();
     ae_metrics_free_all();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return TEST_DONE();
 }

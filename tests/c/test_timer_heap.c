@@ -3,22 +3,11 @@
  * against a sorted reference. */
 #include "engine.h"
 #include "engine_internal.h"
+#include "test.h"
 
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
-
-static int passed, failed;
-
-#define CHECK(cond)                                                                                                    \
-    do {                                                                                                               \
-        if (cond) {                                                                                                    \
-            passed++;                                                                                                  \
-        } else {                                                                                                       \
-            failed++;                                                                                                  \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);                                   \
-        }                                                                                                              \
-    } while (0)
 
 #define N 2000
 static ae_timer timers[N];
@@ -120,6 +109,5 @@ int main(void) {
     test_real_time_timer();
     ae_clock_shutdown();
     ae_engine_free();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return TEST_DONE();
 }
