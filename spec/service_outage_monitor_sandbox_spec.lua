@@ -15,7 +15,7 @@ local fleet_lib = require "sandbox.fleet"
 local customer_cache = require "lib.customer_cache"
 
 local H1 = "mettel.velocloud.net"
-local FLEET = { edges = 40, seed = 1, digi_every = 5 }
+local FLEET = { edges = 80, seed = 1, digi_every = 5 }
 local T0 = 1615831512 -- 2021-03-15T18:05:12Z
 local SETTLE = { settle = 1.5 }
 local UNIT = "som-sandbox"
@@ -66,11 +66,15 @@ local function has(list, value)
   return false
 end
 
--- cached edges of H1 chosen by predicate, in fleet order
+-- n cached edges of H1 chosen by predicate, in fleet order, each used by one case only
+local used = {}
 local function pick(pred, n)
   local out = {}
   for _, e in ipairs(fleet.edges) do
-    if e.host == H1 and cached[e.serial] and pred(e) then out[#out + 1] = e end
+    if e.host == H1 and cached[e.serial] and not used[e.serial] and pred(e) then
+      out[#out + 1] = e
+      used[e.serial] = true
+    end
     if #out == n then break end
   end
   assert(#out == n, "the fleet has too few edges for this case")
@@ -115,15 +119,17 @@ describe("service-outage-monitor on the sandbox (real capabilities, simulators)"
       capabilities = { "bruin_bridge", "velocloud_bridge", "digi_bridge", "notifier", "customer_cache" },
       fleet = FLEET,
       config = { customer_cache = { links_timeout = 10, enterprise_timeout = 10 } } }
-    local reply
+    local reply, last
     for _ = 1, 300 do
       reply = customer_cache.get { velo_filter = {}, notify = false, notify_202 = false, retry = false, timeout = 5 }
       if customer_cache.ready(reply) and #reply.body > 0 then
         local hosts = {}
         for _, entry in ipairs(reply.body) do hosts[entry.edge.host] = true end
-        if hosts[H1] then break end
+        if hosts[H1] and hosts["metvco02.mettel.net"] and hosts["metvco03.mettel.net"] and hosts["metvco04.mettel.net"]
+          and reply.status == 200 and #reply.body == last then break end
+        last = #reply.body
       end
-      task.sleep(0.1)
+      task.sleep(0.2)
     end
     assert(customer_cache.ready(reply), "the customer cache was not built")
     cached = {}
@@ -208,5 +214,121 @@ describe("service-outage-monitor on the sandbox (real capabilities, simulators)"
       edge_text(digi), APP, T)))
     assert.equal(1 + 1 + #digi.links, #notes_of(T))
     assert.equal(2, #notes_of(created[plain_edge.serial]))
+  end)
+  local function fixture(t)
+    local res = post("bruin", "/_tickets", t)
+    return res.ticketID, res.detailIDs[1]
+  end
+
+  local function auto_note(S, t)
+    return "#*Automation Engine*#\nAuto-resolving detail for serial: " .. S .. "\nTimeStamp: " .. eastern(t)
+  end
+
+  it("409 with a DiGi reboot note 31 min old -> change work to the Wireless queue, note, Slack", function()
+    local e = pick(is_digi, 1)
+    local at = clock.now()
+    local T = fixture { client_id = e.client_id, service_number = e.serial, status = "In-Progress", created = at - 31 * 60,
+      notes = { "#*Automation Engine*#\nOffline DiGi interface identified for serial: " .. e.serial .. "\nInterface: " ..
+        e.links[1].interface .. "\nAutomatic reboot attempt started.\nTimeStamp: " .. eastern(at - 31 * 60) } }
+    post("velocloud", "/_edges/" .. e.host .. "/" .. e.id, { links = { [e.links[1].interface] = "DISCONNECTED" } })
+    downed[#downed + 1] = e
+    start_monitor()
+    clock.advance(0, SETTLE)
+    clock.advance(180, SETTLE)
+    assert.equal(1, #env.calls("bruin", "^/api/Ticket/repair"))
+    local t = ticket(T)
+    assert.equal("Wireless Repair Intervention Needed", t.details[1].currentTaskName)
+    assert.equal("#*Automation Engine*#\nDiGi reboot failed\nMoving task to: Wireless Repair Intervention Needed\nTimeStamp: " ..
+      eastern(at + 180), t.notes[2].noteValue)
+    assert.equal(2, #t.notes)
+    local slack = slack_messages()
+    assert.is_true(has(slack, "Forwarding ticket " .. T .. " to Wireless team"), table.concat(slack, "\n"))
+    assert.same({}, env.calls("digi", "RecoverDevice"))
+  end)
+
+  it("471 -> open request, Slack 'reopened' and the Re-opening note; 472 -> the note only", function()
+    local a, b = pick(plain, 2)
+    local at = clock.now()
+    local T1, D1 = fixture { client_id = a.client_id, service_number = a.serial, status = "Resolved", no_unresolve = true,
+      created = at - 86400 }
+    local T2, D2 = fixture { client_id = b.client_id, service_number = b.serial, status = "Resolved", created = at - 86400 }
+    take_down(a)
+    take_down(b)
+    start_monitor()
+    clock.advance(0, SETTLE)
+    clock.advance(180, SETTLE)
+    local function causes(e)
+      local parts = { "Outage causes: Edge was OFFLINE." }
+      for _, l in ipairs(e.links) do parts[#parts + 1] = "Link " .. l.interface .. " was DISCONNECTED." end
+      return table.concat(parts, " ")
+    end
+    local function reopen(e) return "#*Automation Engine*#\nRe-opening ticket.\n" .. causes(e) .. "\nTimeStamp: " .. eastern(at + 180) end
+    local slack = slack_messages()
+    local t1, t2 = ticket(T1), ticket(T2)
+    -- 471: the monitor reopened the detail itself
+    assert.equal("I", t1.details[1].detailStatus)
+    assert.is_true(has(slack, string.format("Detail %d of outage ticket %d reopened: %s%d", D1, T1, APP, T1)), table.concat(slack, "\n"))
+    assert.same({ reopen(a) }, (function() local o = {} for i, n in ipairs(t1.notes) do o[i] = n.noteValue end return o end)())
+    -- 472: Bruin unresolved it; only the note
+    assert.equal("I", t2.details[1].detailStatus)
+    assert.is_false(has(slack, string.format("Detail %d of outage ticket %d reopened: %s%d", D2, T2, APP, T2)))
+    assert.same({ reopen(b) }, (function() local o = {} for i, n in ipairs(t2.notes) do o[i] = n.noteValue end return o end)())
+  end)
+
+  it("autoresolve of healthy edges: resolve + note + Slack; not when too old, not after 3 autoresolves", function()
+    local ok_edge, old_edge, max_edge, two_edge = pick(plain, 4)
+    local at = clock.now()
+    local T1, D1 = fixture { client_id = ok_edge.client_id, service_number = ok_edge.serial, status = "In-Progress",
+      created = at - 600 }
+    local T2 = fixture { client_id = old_edge.client_id, service_number = old_edge.serial, status = "In-Progress",
+      created = at - 3601 }
+    local T3 = fixture { client_id = max_edge.client_id, service_number = max_edge.serial, status = "In-Progress",
+      created = at - 600, notes = { auto_note(max_edge.serial, at - 900), auto_note(max_edge.serial, at - 800),
+        auto_note(max_edge.serial, at - 700) } }
+    local T4 = fixture { client_id = two_edge.client_id, service_number = two_edge.serial, status = "In-Progress",
+      created = at - 600, notes = { auto_note(two_edge.serial, at - 900), auto_note(two_edge.serial, at - 800) } }
+    start_monitor()
+    clock.advance(0, SETTLE)
+    local slack = slack_messages()
+    local t1 = ticket(T1)
+    assert.equal("R", t1.details[1].detailStatus)
+    assert.equal(auto_note(ok_edge.serial, at), t1.notes[1].noteValue)
+    assert.is_true(has(slack, string.format("Outage ticket %d was autoresolved. Details at %s%d", T1, APP, T1)))
+    assert.equal(D1, t1.details[1].detailID)
+    assert.equal("I", ticket(T2).details[1].detailStatus)
+    assert.equal("I", ticket(T3).details[1].detailStatus)
+    assert.equal(3, #ticket(T3).notes)
+    assert.equal("R", ticket(T4).details[1].detailStatus)
+    assert.equal(auto_note(two_edge.serial, at), ticket(T4).notes[3].noteValue)
+    assert.is_false(has(slack, string.format("Outage ticket %d was autoresolved. Details at %s%d", T2, APP, T2)))
+    assert.is_false(has(slack, string.format("Outage ticket %d was autoresolved. Details at %s%d", T3, APP, T3)))
+  end)
+
+  it("an edge that recovers during the quarantine gets no ticket and is autoresolved", function()
+    local e = pick(plain, 1)
+    local at = clock.now()
+    local T = fixture { client_id = e.client_id, service_number = e.serial, status = "In-Progress", created = at - 600 }
+    take_down(e)
+    start_monitor()
+    clock.advance(0, SETTLE)
+    set_edge(e, "CONNECTED")
+    clock.advance(180, SETTLE)
+    assert.same({}, env.calls("bruin", "^/api/Ticket/repair"))
+    assert.equal("R", ticket(T).details[1].detailStatus)
+    assert.equal(auto_note(e.serial, at + 180), ticket(T).notes[1].noteValue)
+  end)
+
+  it("dev: outage edges are re-checked but no ticket is requested and nothing is resolved", function()
+    local e, h = pick(plain, 2)
+    local T = fixture { client_id = h.client_id, service_number = h.serial, status = "In-Progress", created = clock.now() - 600 }
+    take_down(e)
+    start_monitor("dev")
+    clock.advance(0, SETTLE)
+    clock.advance(180, SETTLE)
+    assert.equal(2, #env.calls("velocloud", "getEnterpriseEdgeLinkStatus"))
+    assert.same({}, env.calls("bruin", "^/api/Ticket/repair"))
+    assert.same({}, env.calls("bruin", "status"))
+    assert.equal("I", ticket(T).details[1].detailStatus)
+    assert.same({}, slack_messages())
   end)
 end)
