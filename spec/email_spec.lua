@@ -1,60 +1,13 @@
--- ae.email against a real SMTP server (spec/helpers/smtp_sink.py, aiosmtpd):
+-- ae.email against a real SMTP server (scripts/sandbox/smtp_sink.py via spec.helpers.smtp_sink):
 -- the captured MIME is parsed back and checked part by part.
 local email = require "ae.email"
 local json = require "ae.json"
 local task = require "ae.task"
 
-local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
-local sink, pipe, url, tls_url
+local smtp_sink = require "spec.helpers.smtp_sink"
+local unb64, parse, decode_body = smtp_sink.unb64, smtp_sink.parse, smtp_sink.decode_body
 
-local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-local function unb64(s)
-  s = s:gsub("[^%w%+/=]", "")
-  local out = {}
-  for i = 1, #s, 4 do
-    local n, pad = 0, 0
-    for j = 0, 3 do
-      local c = s:sub(i + j, i + j)
-      local v = c == "=" and 0 or (B64:find(c, 1, true) - 1)
-      if c == "=" then pad = pad + 1 end
-      n = n * 64 + v
-    end
-    local bytes = string.char((n >> 16) & 255, (n >> 8) & 255, n & 255)
-    out[#out + 1] = bytes:sub(1, 3 - pad)
-  end
-  return table.concat(out)
-end
-
--- minimal MIME parser: {headers = {name = value (unfolded)}, body, parts}
-local function parse(msg)
-  local head, body = msg:match("^(.-)\r\n\r\n(.*)$")
-  head = head:gsub("\r\n[ \t]+", " ")
-  local headers = {}
-  for line in (head .. "\r\n"):gmatch("(.-)\r\n") do
-    local k, v = line:match("^([^:]+):%s*(.*)$")
-    if k then headers[k:lower()] = v end
-  end
-  local node = { headers = headers, body = body }
-  local boundary = (headers["content-type"] or ""):match('boundary="([^"]+)"')
-  if boundary then
-    node.parts = {}
-    local esc = boundary:gsub("%p", "%%%0")
-    local pos = body:find("%-%-" .. esc .. "\r\n", 1) -- first delimiter
-    while pos do
-      local start = pos + #boundary + 4
-      local nxt = assert(body:find("\r\n%-%-" .. esc, start), "unterminated part")
-      node.parts[#node.parts + 1] = parse(body:sub(start, nxt - 1))
-      if body:sub(nxt + #boundary + 4, nxt + #boundary + 5) == "--" then break end
-      pos = nxt + 2
-    end
-  end
-  return node
-end
-
-local function decode_body(part)
-  if (part.headers["content-transfer-encoding"] or ""):lower() == "base64" then return unb64(part.body) end
-  return part.body
-end
+local sink, url, tls_url
 
 local function read_file(path)
   local f = io.open(path, "rb")
@@ -81,19 +34,13 @@ local function next_message()
 end
 
 setup(function()
-  local dir = os.tmpname()
-  os.remove(dir)
-  local cmd = "exec /usr/bin/python3 " .. here .. "helpers/smtp_sink.py " .. dir .. " 2>" .. dir .. ".log"
-  pipe = assert(io.popen(cmd, "r"))
-  local line = assert(pipe:read("l"), "the SMTP sink did not start")
-  sink = json.decode(line)
+  sink = smtp_sink.start { "--http-port", "-1" }
   url = "smtp://127.0.0.1:" .. sink.port
   tls_url = "smtp://127.0.0.1:" .. sink.tls_port
 end)
 
 teardown(function()
-  if sink then os.execute("kill " .. sink.pid) end
-  if pipe then pipe:close() end
+  if sink then sink:stop() end
 end)
 
 describe("ae.email.send", function()

@@ -17,52 +17,13 @@ local JPEG = "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAEBAQ=="
 local CSV = "ZWRnZV9uYW1lLGVudGVycHJpc2UKRTEsRW50Cg=="
 local TEXT = "this is the accessible text for the email"
 
-local sink, pipe, base, slack_url, telestax_url
+local smtp_sink = require "spec.helpers.smtp_sink"
+local unb64, parse = smtp_sink.unb64, smtp_sink.parse
+
+local sink, base, slack_url, telestax_url
 local running = {}
 
 -- ---------------------------------------------------------------- helpers
-
-local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-local function unb64(s)
-  s = s:gsub("[^%w%+/=]", "")
-  local out = {}
-  for i = 1, #s, 4 do
-    local n, pad = 0, 0
-    for j = 0, 3 do
-      local c = s:sub(i + j, i + j)
-      if c == "=" then pad = pad + 1 end
-      n = n * 64 + (c == "=" and 0 or (B64:find(c, 1, true) - 1))
-    end
-    out[#out + 1] = string.char((n >> 16) & 255, (n >> 8) & 255, n & 255):sub(1, 3 - pad)
-  end
-  return table.concat(out)
-end
-
--- minimal MIME parser: {headers = {lower name = unfolded value}, body, parts}
-local function parse(msg)
-  local head, body = msg:match("^(.-)\r\n\r\n(.*)$")
-  head = head:gsub("\r\n[ \t]+", " ")
-  local headers = {}
-  for line in (head .. "\r\n"):gmatch("(.-)\r\n") do
-    local k, v = line:match("^([^:]+):%s*(.*)$")
-    if k then headers[k:lower()] = v end
-  end
-  local node = { headers = headers, body = body }
-  local boundary = (headers["content-type"] or ""):match('boundary="([^"]+)"')
-  if boundary then
-    node.parts = {}
-    local esc = boundary:gsub("%p", "%%%0")
-    local pos = body:find("%-%-" .. esc .. "\r\n", 1)
-    while pos do
-      local start = pos + #boundary + 4
-      local nxt = assert(body:find("\r\n%-%-" .. esc, start), "unterminated part")
-      node.parts[#node.parts + 1] = parse(body:sub(start, nxt - 1))
-      if body:sub(nxt + #boundary + 4, nxt + #boundary + 5) == "--" then break end
-      pos = nxt + 2
-    end
-  end
-  return node
-end
 
 local function get_json(url)
   local res = assert(http.get(url, { timeout = 5 }))
@@ -70,14 +31,8 @@ local function get_json(url)
   return assert(res:json())
 end
 
-local function sink_messages()
-  return get_json(sink.http .. "/messages")
-end
-
 local function sink_message(n)
-  local res = assert(http.get(sink.http .. "/messages/" .. n, { timeout = 5 }))
-  assert.equal(200, res.status)
-  return parse(res.body)
+  return parse(sink:message(n))
 end
 
 local function sim_calls(name, path)
@@ -96,7 +51,7 @@ local function reset_sims()
     assert(http.delete(base .. "/sim/" .. name .. "/_faults", { timeout = 5 }))
     assert(http.delete(base .. "/sim/" .. name .. "/_calls", { timeout = 5 }))
   end
-  assert(http.delete(sink.http .. "/messages", { timeout = 5 }))
+  sink:clear()
 end
 
 local function notifier_config(over)
@@ -143,12 +98,7 @@ end
 setup(function()
   httpd.start("127.0.0.1:0")
   base = "http://" .. httpd.address()
-  local dir = os.tmpname()
-  os.remove(dir)
-  pipe = assert(io.popen("exec /usr/bin/python3 scripts/sandbox/smtp_sink.py --watch-parent --dir " .. dir
-    .. " 2>" .. dir .. ".log", "r"))
-  sink = json.decode(assert(pipe:read("l"), "the SMTP sink did not start"))
-  sink.http = "http://127.0.0.1:" .. sink.http_port
+  sink = smtp_sink.start()
   assert(engine.start_unit { name = "notifier_spec_slack_sim", script = "scripts/sandbox/slack_sim.lua" })
   assert(engine.start_unit { name = "notifier_spec_telestax_sim", script = "scripts/sandbox/telestax_sim.lua" })
   slack_url = base .. "/sim/slack/services/T000/B000/XXXXXXXX"
@@ -159,8 +109,7 @@ teardown(function()
   stop_all()
   engine.stop_unit("notifier_spec_slack_sim")
   engine.stop_unit("notifier_spec_telestax_sim")
-  if sink then os.execute("kill " .. sink.pid) end
-  if pipe then pipe:close() end
+  if sink then sink:stop() end
 end)
 
 before_each(reset_sims)
@@ -177,7 +126,7 @@ describe("notification.email.request", function()
     local msg = email_request()
     local reply = request("notification.email.request", msg, 20)
     assert.same({ request_id = msg.request_id, status = 200 }, reply)
-    local list = sink_messages()
+    local list = sink:messages()
     assert.equal(1, #list)
     assert.equal("mettel.automation@intelygenz.com", list[1].mail_from)
     assert.same({ "noc-team@mettel.net" }, list[1].rcpt_tos)
@@ -205,7 +154,7 @@ describe("notification.email.request", function()
     start_notifier()
     local reply = request("notification.email.request", email_request({ recipient = "a@x.com, b@y.com" }), 20)
     assert.equal(200, reply.status)
-    local list = sink_messages()
+    local list = sink:messages()
     assert.same({ "a@x.com", "b@y.com" }, list[1].rcpt_tos)
     assert.equal("a@x.com, b@y.com", sink_message(list[1].n).headers.to)
   end)
@@ -214,7 +163,7 @@ describe("notification.email.request", function()
     start_notifier()
     local reply = request("notification.email.request", email_request({ recipient = "a@x.com,b@y.com, " }), 20)
     assert.equal(200, reply.status)
-    assert.same({ "a@x.com", "b@y.com" }, sink_messages()[1].rcpt_tos)
+    assert.same({ "a@x.com", "b@y.com" }, sink:messages()[1].rcpt_tos)
   end)
 
   it("case 3: PNG and JPEG images become image/png and image/jpeg parts with Content-IDs, in order", function()
@@ -224,7 +173,7 @@ describe("notification.email.request", function()
       images = { { name = "logo", data = PNG }, { name = "header", data = JPEG } },
     }), 20)
     assert.equal(200, reply.status)
-    local m = sink_message(sink_messages()[1].n)
+    local m = sink_message(sink:messages()[1].n)
     assert.equal(3, #m.parts)
     assert.matches("^multipart/alternative", m.parts[1].headers["content-type"])
     assert.equal("image/png", m.parts[2].headers["content-type"])
@@ -241,7 +190,7 @@ describe("notification.email.request", function()
       attachments = { { name = "last_contact.csv", data = CSV }, { name = "report.xlsx", data = CSV } },
     }), 20)
     assert.equal(200, reply.status)
-    local m = sink_message(sink_messages()[1].n)
+    local m = sink_message(sink:messages()[1].n)
     assert.equal(3, #m.parts)
     for i, name in ipairs({ "last_contact.csv", "report.xlsx" }) do
       local p = m.parts[i + 1]
@@ -257,7 +206,7 @@ describe("notification.email.request", function()
     local msg = email_request({ subject = "Señal caída", text = "añadido" })
     local reply = request("notification.email.request", msg, 20)
     assert.equal(200, reply.status)
-    local m = sink_message(sink_messages()[1].n)
+    local m = sink_message(sink:messages()[1].n)
     assert.matches("^=%?UTF%-8%?B%?", m.headers.subject)
     local plain = m.parts[1].parts[1]
     assert.matches("charset=utf%-8", plain.headers["content-type"])
@@ -271,7 +220,7 @@ describe("notification.email.request", function()
       local reply = request("notification.email.request", { request_id = id, email_data = v })
       assert.same({ request_id = id, status = 500 }, reply)
     end
-    assert.equal(0, #sink_messages())
+    assert.equal(0, #sink:messages())
   end)
 
   it("email_data absent: the generic handler-failure reply (status 500), nothing delivered", function()
@@ -279,7 +228,7 @@ describe("notification.email.request", function()
     local reply = request("notification.email.request", { request_id = "R1", message = "x" })
     assert.equal("R1", reply.request_id)
     assert.equal(500, reply.status)
-    assert.equal(0, #sink_messages())
+    assert.equal(0, #sink:messages())
   end)
 
   it("case 7: email_data without attachments: 500, nothing delivered", function()
@@ -289,7 +238,7 @@ describe("notification.email.request", function()
     assert.equal(500, request("notification.email.request", msg).status)
     local msg2 = email_request({ subject = 42 })
     assert.equal(500, request("notification.email.request", msg2).status)
-    assert.equal(0, #sink_messages())
+    assert.equal(0, #sink:messages())
   end)
 
   it("case 8: an image that is not a recognisable image, or invalid base64: 500, nothing delivered", function()
@@ -300,13 +249,13 @@ describe("notification.email.request", function()
     local r2 = request("notification.email.request",
       email_request({ attachments = { { name = "a.csv", data = "not base64!" } } }))
     assert.equal(500, r2.status)
-    assert.equal(0, #sink_messages())
+    assert.equal(0, #sink:messages())
   end)
 
   it("case 9: the SMTP server rejects the login: 500", function()
     start_notifier({ smtp_password = "wrong-password" })
     assert.equal(500, request("notification.email.request", email_request(), 20).status)
-    assert.equal(0, #sink_messages())
+    assert.equal(0, #sink:messages())
   end)
 
   it("an unreachable SMTP server: 500", function()
@@ -317,7 +266,7 @@ describe("notification.email.request", function()
   it("sends over STARTTLS with the sink's certificate", function()
     start_notifier({ smtp_port = sink.tls_port, smtp_starttls = true, smtp_ca = sink.ca })
     assert.equal(200, request("notification.email.request", email_request(), 20).status)
-    assert.is_true(sink_messages()[1].tls)
+    assert.is_true(sink:messages()[1].tls)
   end)
 
   it("case 10: one of two recipients refused: delivered to the other, 200", function()
@@ -325,7 +274,7 @@ describe("notification.email.request", function()
     local msg = email_request({ recipient = "refuse1@x.com, ok@y.com" })
     local reply = request("notification.email.request", msg, 20)
     assert.equal(200, reply.status)
-    local list = sink_messages()
+    local list = sink:messages()
     assert.same({ "ok@y.com" }, list[1].rcpt_tos)
     assert.same({ "refuse1@x.com" }, list[1].refused)
   end)
@@ -335,7 +284,7 @@ describe("notification.email.request", function()
     local msg = email_request({ recipient = "refuse1@x.com, refuse2@y.com" })
     local reply = request("notification.email.request", msg, 20)
     assert.equal(500, reply.status)
-    assert.equal(0, #sink_messages())
+    assert.equal(0, #sink:messages())
   end)
 
   it("case 12: an offloaded request is read from Redis, its key deleted, the email sent and replied", function()
@@ -347,7 +296,7 @@ describe("notification.email.request", function()
     local reply = request("notification.email.request", { token = token, is_stored = true }, 20)
     assert.same({ request_id = msg.request_id, status = 200 }, reply)
     assert.is_nil(r:get(token))
-    assert.equal(1, #sink_messages())
+    assert.equal(1, #sink:messages())
   end)
 
   it("a request over 1 MB (big CSV) goes through the Redis offload end to end", function()
@@ -356,7 +305,7 @@ describe("notification.email.request", function()
     local msg = email_request({ attachments = { { name = "big.csv", data = big } } })
     local reply = request("notification.email.request", msg, 30)
     assert.equal(200, reply.status)
-    assert.is_true(sink_messages()[1].size > 900000)
+    assert.is_true(sink:messages()[1].size > 900000)
   end)
 
   it("case 13: a published email (no reply subject) is sent and nothing is replied", function()
@@ -366,7 +315,7 @@ describe("notification.email.request", function()
     assert(nats.publish("notification.email.request", email_request()))
     local list
     for _ = 1, 100 do
-      list = sink_messages()
+      list = sink:messages()
       if #list > 0 then break end
       task.sleep(0.05)
     end
@@ -593,7 +542,7 @@ describe("lib.notify", function()
     assert.equal("from lib.notify", sim_calls("slack")[1].json.text)
     local reply = notify.email { subject = "s", recipient = "a@x.com", text = TEXT, html = "<div>x</div>" }
     assert.equal(200, reply.status)
-    assert.equal(1, #sink_messages())
+    assert.equal(1, #sink:messages())
     local s = notify.sms { to = "15551234567", text = "hi" }
     assert.is_true(notify.sms_sent(s))
     assert.is_false(notify.sms_sent({ status = 200, body = { status = 401, body = "Authentication failed" } }))
