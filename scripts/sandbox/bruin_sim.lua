@@ -173,41 +173,12 @@ local function issue_token()
   return tok
 end
 
-local function b64decode(s)
-  local chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-  s = s:gsub("[^%w%+/=]", "")
-  return (s:gsub(".", function(x)
-    if x == "=" then return "" end
-    local r, f = "", (chars:find(x, 1, true) - 1)
-    for i = 6, 1, -1 do r = r .. (f % 2 ^ i - f % 2 ^ (i - 1) > 0 and "1" or "0") end
-    return r
-  end):gsub("%d%d%d?%d?%d?%d?%d?%d?", function(x)
-    if #x ~= 8 then return "" end
-    local c = 0
-    for i = 1, 8 do c = c + (x:sub(i, i) == "1" and 2 ^ (8 - i) or 0) end
-    return string.char(math.floor(c))
-  end))
-end
-
-local function form_decode(body)
-  local out = {}
-  for k, v in tostring(body):gmatch("([^&=]+)=([^&]*)") do
-    local function dec(s)
-      return (s:gsub("+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
-    end
-    out[dec(k)] = dec(v)
-  end
-  return out
-end
-
 S:route("POST", "/identity/connect/token", function(req)
-  local auth = req.headers.authorization or ""
-  local cred = auth:match("^[Bb]asic%s+(.+)$")
-  local id, secret = (cred and b64decode(cred) or ""):match("^([^:]*):(.*)$")
+  local id, secret = sim.basic_auth(req)
   if id ~= state.client_id or secret ~= state.client_secret then
     return jreply(400, { error = "invalid_client" })
   end
-  local form = form_decode(req.body)
+  local form = sim.form(req.body)
   if form.grant_type ~= "client_credentials" then return jreply(400, { error = "unsupported_grant_type" }) end
   if form.scope ~= "public_api" then return jreply(400, { error = "invalid_scope" }) end
   return jreply(200, { access_token = issue_token(), expires_in = state.token_ttl, token_type = "Bearer",

@@ -55,33 +55,7 @@ local tokens = {} -- token -> expiry (engine clock)
 local issued = 0
 local outcomes = {} -- serial or "*" -> scripted answer
 
-local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-local function unb64(s)
-  if #s % 4 ~= 0 or s:find("[^%w%+/=]") then return nil end
-  local out = {}
-  for i = 1, #s, 4 do
-    local n, pad = 0, 0
-    for j = 0, 3 do
-      local c = s:sub(i + j, i + j)
-      if c == "=" then pad = pad + 1 end
-      n = n * 64 + (c == "=" and 0 or (B64:find(c, 1, true) - 1))
-    end
-    out[#out + 1] = string.char((n >> 16) & 255, (n >> 8) & 255, n & 255):sub(1, 3 - pad)
-  end
-  return table.concat(out)
-end
-
-local function form(body)
-  local t = {}
-  for pair in (body or ""):gmatch("[^&]+") do
-    local k, v = pair:match("^([^=]*)=?(.*)$")
-    local function un(s)
-      return (s:gsub("+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
-    end
-    t[un(k)] = un(v)
-  end
-  return t
-end
+local B64 = sim_lib.B64
 
 local function b64url(s)
   local out = {}
@@ -98,14 +72,11 @@ local function b64url(s)
 end
 
 sim:route("POST", "/Identity/rest/oauth/token", function(req)
-  local b64 = (req.headers["authorization"] or ""):match("^[Bb]asic%s+(%S+)$")
-  local creds = b64 and unb64(b64)
-  local user, pass
-  if creds then user, pass = creds:match("^([^:]*):(.*)$") end
+  local user, pass = sim_lib.basic_auth(req)
   if user ~= config.client_id or pass ~= config.client_secret then
     return sim_lib.json(401, { error = "invalid_client", error_description = "Bad client credentials" })
   end
-  local f = form(req.body)
+  local f = sim_lib.form(req.body)
   if f.grant_type ~= "client_credentials" then
     return sim_lib.json(400, { error = "unsupported_grant_type", error_description = "Unsupported grant type" })
   end

@@ -16,6 +16,10 @@
 -- table sent as JSON). `kind` names a simulator-specific fault instead (e.g.
 -- "expired_token"), which the simulator's handler checks with sim:fault(kind, req).
 --
+-- Helpers for simulator handlers: sim.json / sim.text responses, sim.basic_auth,
+-- sim.form (urlencoded bodies), sim.unb64, and sim:keep_messages() /
+-- sim:add_message() for a /_messages list of what the vendor accepted.
+--
 --   local sim = require("sandbox.sim").new("bruin")
 --   sim:route("GET", "/api/Ticket", function(req) return sim.json(200, {responses = {}}) end)
 local httpd = require "ae.httpd"
@@ -36,6 +40,53 @@ function M.json(status, value, headers)
   local h = { ["Content-Type"] = "application/json" }
   for k, v in pairs(headers or {}) do h[k] = v end
   return { status = status, headers = h, body = json.encode(value) }
+end
+
+--- text(status, body [, content_type]) -> a plain-text response (text/plain by default).
+function M.text(status, body, content_type)
+  return { status = status, headers = { ["Content-Type"] = content_type or "text/plain" }, body = body }
+end
+
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+M.B64 = B64
+
+--- unb64(s) -> bytes, or nil when s is not well-formed base64 (length, alphabet).
+function M.unb64(s)
+  if #s % 4 ~= 0 or s:find("[^%w%+/=]") then return nil end
+  local out = {}
+  for i = 1, #s, 4 do
+    local n, pad = 0, 0
+    for j = 0, 3 do
+      local c = s:sub(i + j, i + j)
+      if c == "=" then pad = pad + 1 end
+      n = n * 64 + (c == "=" and 0 or (B64:find(c, 1, true) - 1))
+    end
+    out[#out + 1] = string.char((n >> 16) & 255, (n >> 8) & 255, n & 255):sub(1, 3 - pad)
+  end
+  return table.concat(out)
+end
+
+--- basic_auth(req) -> user, password from an "Authorization: Basic ..." header;
+-- nothing when the header is missing or malformed.
+function M.basic_auth(req)
+  local b64 = (req.headers["authorization"] or ""):match("^[Bb]asic%s+(%S+)$")
+  local creds = b64 and M.unb64(b64)
+  if creds then return creds:match("^([^:]*):(.*)$") end
+end
+
+local function unescape(s)
+  s = s:gsub("+", " ")
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+--- form(body) -> {name = value}: an application/x-www-form-urlencoded body, decoded.
+function M.form(body)
+  local t = {}
+  for pair in (body or ""):gmatch("[^&]+") do
+    local k, v = pair:match("^([^=]*)=?(.*)$")
+    t[unescape(k)] = unescape(v)
+  end
+  return t
 end
 
 local function record(self, req, params)
@@ -105,6 +156,28 @@ function Sim:calls(pattern)
     if c.path:match(pattern) then out[#out + 1] = c end
   end
   return out
+end
+
+--- sim:keep_messages(): mounts GET/DELETE /sim/<name>/_messages, the list of
+-- what the simulated vendor accepted (oldest first, at most MAX_CALLS), filled
+-- with sim:add_message(record) (which numbers the record: record.seq).
+function Sim:keep_messages()
+  self.messages, self.message_seq = {}, 0
+  httpd.route("GET", self.prefix .. "/_messages", function()
+    return { json = json.array(self.messages) }
+  end)
+  httpd.route("DELETE", self.prefix .. "/_messages", function()
+    self.messages = {}
+    return { json = { ok = true } }
+  end)
+end
+
+function Sim:add_message(rec)
+  self.message_seq = self.message_seq + 1
+  rec.seq = self.message_seq
+  self.messages[#self.messages + 1] = rec
+  if #self.messages > MAX_CALLS then table.remove(self.messages, 1) end
+  return rec
 end
 
 local function control_routes(self)

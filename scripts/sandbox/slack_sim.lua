@@ -15,7 +15,6 @@
 -- Config (unit table or env): webhooks = {"/services/T/B/secret", ...}
 -- (SLACK_SIM_WEBHOOKS, comma separated); empty = any /services/... path.
 local json = require "ae.json"
-local httpd = require "ae.httpd"
 local clock = require "ae.clock"
 local log = require "ae.log"
 local unit = require "ae.unit"
@@ -33,11 +32,10 @@ do
 end
 
 local sim = sim_lib.new("slack")
-local messages = {}
-local seq = 0
+sim:keep_messages()
 
 local function text(status, body)
-  return { status = status, headers = { ["Content-Type"] = "text/html" }, body = body }
+  return sim_lib.text(status, body, "text/html")
 end
 
 sim:route("POST", "/services/*hook", function(req)
@@ -46,18 +44,8 @@ sim:route("POST", "/services/*hook", function(req)
   local payload = json.decode(req.body or "")
   if type(payload) ~= "table" then return text(400, "invalid_payload") end
   if type(payload.text) ~= "string" or payload.text == "" then return text(400, "no_text") end
-  seq = seq + 1
-  messages[#messages + 1] = { seq = seq, at = clock.now(), webhook = hook, text = payload.text }
-  if #messages > 20000 then table.remove(messages, 1) end
+  sim:add_message { at = clock.now(), webhook = hook, text = payload.text }
   return text(200, "ok")
-end)
-
-httpd.route("GET", "/sim/slack/_messages", function()
-  return { json = json.array(messages) }
-end)
-httpd.route("DELETE", "/sim/slack/_messages", function()
-  messages = {}
-  return { json = { ok = true } }
 end)
 
 log.info("slack simulator at %s/services/...", sim_lib.base_url("slack"))

@@ -14,8 +14,6 @@
 --
 -- Config (unit table or env): account_sid (TELESTAX_SIM_ACCOUNT_SID, default
 -- "ACCOUNT_SID"), auth_token (TELESTAX_SIM_AUTH_TOKEN, default "AUTH_TOKEN").
-local json = require "ae.json"
-local httpd = require "ae.httpd"
 local clock = require "ae.clock"
 local log = require "ae.log"
 local unit = require "ae.unit"
@@ -28,42 +26,7 @@ local config = {
 }
 
 local sim = sim_lib.new("telestax")
-local messages = {}
-local seq = 0
-
-local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-local function unb64(s)
-  if #s % 4 ~= 0 or s:find("[^%w%+/=]") then return nil end
-  local out = {}
-  for i = 1, #s, 4 do
-    local n, pad = 0, 0
-    for j = 0, 3 do
-      local c = s:sub(i + j, i + j)
-      if c == "=" then pad = pad + 1 end
-      n = n * 64 + (c == "=" and 0 or (B64:find(c, 1, true) - 1))
-    end
-    out[#out + 1] = string.char((n >> 16) & 255, (n >> 8) & 255, n & 255):sub(1, 3 - pad)
-  end
-  return table.concat(out)
-end
-
-local function unescape(s)
-  s = s:gsub("+", " ")
-  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
-end
-
-local function form(body)
-  local t = {}
-  for pair in (body or ""):gmatch("[^&]+") do
-    local k, v = pair:match("^([^=]*)=?(.*)$")
-    t[unescape(k)] = unescape(v)
-  end
-  return t
-end
-
-local function text(status, body)
-  return { status = status, headers = { ["Content-Type"] = "text/plain" }, body = body }
-end
+sim:keep_messages()
 
 local function rfc1123(t)
   return os.date("!%a, %d %b %Y %H:%M:%S +0000", math.floor(t))
@@ -81,37 +44,24 @@ local function invalid(code, message)
 end
 
 sim:route("POST", "/restcomm/2012-04-24/Accounts/:sid/SMS/Messages.json", function(req)
-  local user, pass
-  local b64 = (req.headers["authorization"] or ""):match("^Basic%s+(%S+)$")
-  local creds = b64 and unb64(b64)
-  if creds then user, pass = creds:match("^([^:]*):(.*)$") end
-  if user ~= config.sid or pass ~= config.token then return text(401, "Authentication failed") end
-  if req.params.sid ~= user then return text(403, "Account SID mismatch") end
-  local f = form(req.body)
+  local user, pass = sim_lib.basic_auth(req)
+  if user ~= config.sid or pass ~= config.token then return sim_lib.text(401, "Authentication failed") end
+  if req.params.sid ~= user then return sim_lib.text(403, "Account SID mismatch") end
+  local f = sim_lib.form(req.body)
   if not f.To or f.To == "" then return invalid(21604, "A 'To' phone number is required.") end
   if not f.From or f.From == "" then return invalid(21603, "A 'From' phone number is required.") end
   if not f.Body or f.Body == "" then return invalid(21602, "Message body is required.") end
   if not f.To:match("^%+?%d+$") then
     return invalid(21211, "The 'To' number " .. f.To .. " is not a valid phone number.")
   end
-  seq = seq + 1
   local sid, now = "SM" .. hex(32), clock.now()
-  messages[#messages + 1] = { seq = seq, sid = sid, from = f.From, to = f.To, body = f.Body, at = now }
-  if #messages > 20000 then table.remove(messages, 1) end
+  sim:add_message { sid = sid, from = f.From, to = f.To, body = f.Body, at = now }
   return sim_lib.json(200, {
     sid = sid, date_created = rfc1123(now), date_updated = rfc1123(now), account_sid = user,
     from = f.From, to = f.To, body = f.Body, status = "queued", direction = "outbound-api",
     price = "0", price_unit = "USD", api_version = "2012-04-24",
     uri = "/2012-04-24/Accounts/" .. user .. "/SMS/Messages/" .. sid .. ".json",
   })
-end)
-
-httpd.route("GET", "/sim/telestax/_messages", function()
-  return { json = json.array(messages) }
-end)
-httpd.route("DELETE", "/sim/telestax/_messages", function()
-  messages = {}
-  return { json = { ok = true } }
 end)
 
 log.info("telestax simulator at %s/restcomm/2012-04-24/Accounts/%s/SMS/Messages.json",
