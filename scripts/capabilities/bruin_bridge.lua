@@ -7,43 +7,28 @@ local nats = require "ae.nats"
 local json = require "ae.json"
 local log = require "ae.log"
 local task = require "ae.task"
-local unit = require "ae.unit"
 local bclient = require "capabilities.bruin.client"
 
-local ucfg = unit.config or {}
-
-local function setting(key, env, default)
-  local v = ucfg[key]
-  if v == nil then v = os.getenv(env) end
-  if v == nil or v == "" then return default end
-  return v
-end
-
-local function flag(v)
-  if type(v) == "boolean" then return v end
-  return not (tostring(v):lower() == "false" or v == "0" or tostring(v):lower() == "no")
-end
+local settings = require("lib.config").new("bruin-bridge")
 
 local config = {
-  base_url = setting("base_url", "BRUIN_BASE_URL"),
-  login_url = setting("login_url", "BRUIN_LOGIN_URL"),
-  client_id = setting("client_id", "BRUIN_CLIENT_ID"),
-  client_secret = setting("client_secret", "BRUIN_CLIENT_SECRET"),
-  environment = setting("environment", "ENVIRONMENT_NAME", "dev"),
-  timeout = tonumber(setting("timeout", "BRUIN_HTTP_TIMEOUT", 60)),
-  verify_api = flag(setting("verify_api", "BRUIN_VERIFY_TLS", true)),
-  verify_login = flag(setting("verify_login", "BRUIN_LOGIN_VERIFY_TLS", true)),
+  base_url = settings:get("base_url", "BRUIN_BASE_URL"),
+  login_url = settings:get("login_url", "BRUIN_LOGIN_URL"),
+  client_id = settings:get("client_id", "BRUIN_CLIENT_ID"),
+  client_secret = settings:get("client_secret", "BRUIN_CLIENT_SECRET"),
+  environment = settings:get("environment", "ENVIRONMENT_NAME", "dev"),
+  timeout = settings:number("timeout", "BRUIN_HTTP_TIMEOUT", 60),
+  verify_api = settings:flag("verify_api", "BRUIN_VERIFY_TLS", true),
+  verify_login = settings:flag("verify_login", "BRUIN_LOGIN_VERIFY_TLS", true),
   queue = "bruin_bridge",
   note_limit = 1500,
   outage_description = "Automation Engine -- Service Outage Trouble",
 }
 
-for _, k in ipairs { "base_url", "login_url", "client_id", "client_secret" } do
-  if not config[k] then
-    error(string.format("bruin-bridge: %s is not configured (config key %s or variable BRUIN_%s)", k, k,
-      k:upper()), 0)
-  end
-end
+settings:require(config, { "base_url", "login_url", "client_id", "client_secret" }, {
+  base_url = "BRUIN_BASE_URL", login_url = "BRUIN_LOGIN_URL", client_id = "BRUIN_CLIENT_ID",
+  client_secret = "BRUIN_CLIENT_SECRET",
+})
 if not config.timeout or config.timeout <= 0 or config.timeout > 60 then
   error("bruin-bridge: timeout must be a number of seconds in (0, 60]", 0)
 end

@@ -15,33 +15,21 @@ local metrics = require "ae.metrics"
 local unit = require "ae.unit"
 
 local cfg = unit.config or {}
-
-local function setting(key, env, default)
-  local v = cfg[key]
-  if v == nil and env then v = os.getenv(env) end
-  if v == nil then return default end
-  return v
-end
-
-local function flag(v)
-  return v == true or v == "1" or v == "true" or v == "yes"
-end
+local settings = require("lib.config").new("digi_bridge", cfg)
 
 local config = {
-  queue = setting("queue", nil, "digi_bridge"),
-  base_url = (setting("base_url", "DIGI_BASE_URL", "")):gsub("/+$", ""),
-  client_id = setting("client_id", "DIGI_CLIENT_ID", ""),
-  client_secret = setting("client_secret", "DIGI_CLIENT_SECRET", ""),
-  login_ttl = tonumber(setting("login_ttl", "DIGI_LOGIN_TTL", 60)), -- minutes
-  timeout = tonumber(setting("timeout", "DIGI_TIMEOUT", 60)), -- seconds per vendor call (callers wait 90)
-  verify = flag(setting("verify", "DIGI_VERIFY_TLS", false)), -- the original disables verification
-  environment = setting("environment", "CURRENT_ENVIRONMENT", "dev"),
-  refresh_on_401 = flag(setting("refresh_on_401", "DIGI_REFRESH_ON_401", "true")),
+  queue = settings:get("queue", nil, "digi_bridge"),
+  base_url = (settings:get("base_url", "DIGI_BASE_URL", "")):gsub("/+$", ""),
+  client_id = settings:get("client_id", "DIGI_CLIENT_ID", ""),
+  client_secret = settings:get("client_secret", "DIGI_CLIENT_SECRET", ""),
+  login_ttl = settings:number("login_ttl", "DIGI_LOGIN_TTL", 60, "positive"), -- minutes
+  timeout = settings:number("timeout", "DIGI_TIMEOUT", 60, "positive"), -- seconds per vendor call (callers wait 90)
+  verify = settings:flag("verify", "DIGI_VERIFY_TLS", false), -- the original disables verification
+  environment = settings:get("environment", "CURRENT_ENVIRONMENT", "dev"),
+  refresh_on_401 = settings:flag("refresh_on_401", "DIGI_REFRESH_ON_401", true),
   hosts = cfg.hosts, -- {["name"] = "ip"}; default from DIGI_IP_* / DIGI_RECORD_NAME_*
 }
-if config.base_url == "" then error("digi_bridge: DIGI_BASE_URL (config base_url) is required") end
-if not config.login_ttl or config.login_ttl <= 0 then error("digi_bridge: login_ttl must be a positive number") end
-if not config.timeout or config.timeout <= 0 then error("digi_bridge: timeout must be a positive number") end
+settings:require(config, { "base_url" }, { base_url = "DIGI_BASE_URL" })
 if config.client_secret ~= "" then log.secret(config.client_secret) end
 
 -- Static DNS entries (the original appended them to /etc/hosts).

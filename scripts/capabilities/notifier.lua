@@ -18,53 +18,33 @@ local metrics = require "ae.metrics"
 local unit = require "ae.unit"
 
 local cfg = unit.config or {}
-
-local function setting(key, env, default)
-  local v = cfg[key]
-  if v == nil and env then v = os.getenv(env) end
-  if v == nil then return default end
-  return v
-end
-
-local function flag(v)
-  return v == true or v == "1" or v == "true" or v == "yes"
-end
-
-local function number(key, env, default)
-  local v = setting(key, env, nil)
-  if v == nil then return default end
-  local n = tonumber(v)
-  if not n or n < 0 then
-    error(string.format("notifier: %s must be a non-negative number, got '%s'", key, tostring(v)))
-  end
-  return n
-end
+local settings = require("lib.config").new("notifier", cfg)
 
 local config = {
-  queue = setting("queue", nil, "notifier"),
-  slack_url = setting("slack_url", "SLACK_URL", ""),
-  slack_allow_http = flag(setting("slack_allow_http", "SLACK_ALLOW_HTTP", false)),
-  slack_budget = number("slack_budget", "SLACK_TIMEOUT", 8), -- seconds, all tries together
+  queue = settings:get("queue", nil, "notifier"),
+  slack_url = settings:get("slack_url", "SLACK_URL", ""),
+  slack_allow_http = settings:flag("slack_allow_http", "SLACK_ALLOW_HTTP", false),
+  slack_budget = settings:number("slack_budget", "SLACK_TIMEOUT", 8, "non-negative"), -- seconds, all tries together
   slack_retry_waits = cfg.slack_retry_waits or { 1, 2 }, -- pauses between the 3 tries
-  sender = setting("sender_email", "EMAIL_SENDER", "mettel.automation@intelygenz.com"),
-  smtp_password = setting("smtp_password", "EMAIL_ACC_PWD", nil),
-  smtp_username = setting("smtp_username", "SMTP_USERNAME", nil), -- default: the sender
-  smtp_host = setting("smtp_host", "SMTP_HOST", "smtp.gmail.com"),
-  smtp_port = number("smtp_port", "SMTP_PORT", 587),
-  smtp_starttls = flag(setting("smtp_starttls", "SMTP_STARTTLS", "true")),
-  smtp_verify = flag(setting("smtp_verify", "SMTP_VERIFY", "true")),
-  smtp_ca = setting("smtp_ca", "SMTP_CA", nil),
-  smtp_timeout = number("smtp_timeout", "SMTP_TIMEOUT", 45),
-  telestax_url = setting("telestax_url", "TELESTAX_URL", ""),
-  telestax_sid = setting("telestax_account_sid", "TELESTAX_ACCOUNT_SID", ""),
-  telestax_token = setting("telestax_auth_token", "TELESTAX_AUTH_TOKEN", ""),
-  telestax_from = setting("telestax_from_phone_number", "TELESTAX_FROM_PHONE_NUMBER", ""),
-  telestax_wait = number("telestax_wait_fixed", "TELESTAX_WAIT_FIXED", 15),
-  telestax_attempts = number("telestax_attempts", "TELESTAX_STOP_AFTER_ATTEMPT", 2),
-  telestax_timeout = number("telestax_timeout", "TELESTAX_TIMEOUT", 20),
-  telestax_verify = flag(setting("telestax_verify", "TELESTAX_VERIFY", "true")),
-  dedup = flag(setting("dedup", "NOTIFIER_DEDUP", "true")),
-  dedup_ttl = number("dedup_ttl", "NOTIFIER_DEDUP_TTL", 600),
+  sender = settings:get("sender_email", "EMAIL_SENDER", "mettel.automation@intelygenz.com"),
+  smtp_password = settings:get("smtp_password", "EMAIL_ACC_PWD", nil),
+  smtp_username = settings:get("smtp_username", "SMTP_USERNAME", nil), -- default: the sender
+  smtp_host = settings:get("smtp_host", "SMTP_HOST", "smtp.gmail.com"),
+  smtp_port = settings:number("smtp_port", "SMTP_PORT", 587, "non-negative"),
+  smtp_starttls = settings:flag("smtp_starttls", "SMTP_STARTTLS", true),
+  smtp_verify = settings:flag("smtp_verify", "SMTP_VERIFY", true),
+  smtp_ca = settings:get("smtp_ca", "SMTP_CA", nil),
+  smtp_timeout = settings:number("smtp_timeout", "SMTP_TIMEOUT", 45, "non-negative"),
+  telestax_url = settings:get("telestax_url", "TELESTAX_URL", ""),
+  telestax_sid = settings:get("telestax_account_sid", "TELESTAX_ACCOUNT_SID", ""),
+  telestax_token = settings:get("telestax_auth_token", "TELESTAX_AUTH_TOKEN", ""),
+  telestax_from = settings:get("telestax_from_phone_number", "TELESTAX_FROM_PHONE_NUMBER", ""),
+  telestax_wait = settings:number("telestax_wait_fixed", "TELESTAX_WAIT_FIXED", 15, "non-negative"),
+  telestax_attempts = settings:number("telestax_attempts", "TELESTAX_STOP_AFTER_ATTEMPT", 2, "non-negative"),
+  telestax_timeout = settings:number("telestax_timeout", "TELESTAX_TIMEOUT", 20, "non-negative"),
+  telestax_verify = settings:flag("telestax_verify", "TELESTAX_VERIFY", true),
+  dedup = settings:flag("dedup", "NOTIFIER_DEDUP", true),
+  dedup_ttl = settings:number("dedup_ttl", "NOTIFIER_DEDUP_TTL", 600, "non-negative"),
 }
 config.smtp_username = config.smtp_username or config.sender
 if config.smtp_password then log.secret(config.smtp_password) end

@@ -10,24 +10,17 @@ local log = require "ae.log"
 local task = require "ae.task"
 local timer = require "ae.timer"
 local metrics = require "ae.metrics"
-local unit = require "ae.unit"
 
-local ucfg = unit.config or {}
-
-local function env_bool(v, default)
-  if v == nil or v == "" then return default end
-  if type(v) == "boolean" then return v end
-  return not (tostring(v):lower() == "false" or v == "0" or tostring(v):lower() == "no")
-end
+local settings = require("lib.config").new("velocloud-bridge")
 
 local config = {
-  credentials = ucfg.credentials or os.getenv("VELOCLOUD_CREDENTIALS"),
+  credentials = settings:get("credentials", "VELOCLOUD_CREDENTIALS"),
   -- aengine: where a host's API lives; {host} is replaced by the host name
-  url_template = ucfg.url_template or os.getenv("VELOCLOUD_URL_TEMPLATE") or "https://{host}",
-  verify_ssl = env_bool(ucfg.verify_ssl == nil and os.getenv("VELOCLOUD_VERIFY_SSL") or ucfg.verify_ssl, true),
-  timeout = tonumber(ucfg.timeout or os.getenv("VELOCLOUD_TIMEOUT")) or 120, -- per VCO call, §9 item 7
-  login_retry_min = tonumber(ucfg.login_retry_min or os.getenv("VELOCLOUD_LOGIN_RETRY_MIN")) or 30,
-  login_retry_max = tonumber(ucfg.login_retry_max or os.getenv("VELOCLOUD_LOGIN_RETRY_MAX")) or 300,
+  url_template = settings:get("url_template", "VELOCLOUD_URL_TEMPLATE", "https://{host}"),
+  verify_ssl = settings:flag("verify_ssl", "VELOCLOUD_VERIFY_SSL", true),
+  timeout = settings:number("timeout", "VELOCLOUD_TIMEOUT", 120, "positive"), -- per VCO call, §9 item 7
+  login_retry_min = settings:number("login_retry_min", "VELOCLOUD_LOGIN_RETRY_MIN", 30, "non-negative"),
+  login_retry_max = settings:number("login_retry_max", "VELOCLOUD_LOGIN_RETRY_MAX", 300, "non-negative"),
   queue = "velocloud_bridge",
 }
 
