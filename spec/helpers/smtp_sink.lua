@@ -13,6 +13,7 @@
 -- part starts with "refuse" get 550, senders starting with "reject" get 554.
 local http = require "ae.http"
 local json = require "ae.json"
+local sim = require "sandbox.sim"
 
 local M = {}
 
@@ -62,23 +63,10 @@ function Sink:clear()
   assert(http.delete(self.http .. "/messages", { timeout = 5 }))
 end
 
-local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-
---- unb64(s) -> bytes: base64 decode; characters outside the alphabet (line
--- breaks) are skipped.
+--- unb64(s) -> bytes: base64 decode (sandbox.sim's decoder); white space
+-- (MIME line breaks) is skipped, anything else not base64 is an error.
 function M.unb64(s)
-  s = s:gsub("[^%w%+/=]", "")
-  local out = {}
-  for i = 1, #s, 4 do
-    local n, pad = 0, 0
-    for j = 0, 3 do
-      local c = s:sub(i + j, i + j)
-      if c == "=" then pad = pad + 1 end
-      n = n * 64 + (c == "=" and 0 or (B64:find(c, 1, true) - 1))
-    end
-    out[#out + 1] = string.char((n >> 16) & 255, (n >> 8) & 255, n & 255):sub(1, 3 - pad)
-  end
-  return table.concat(out)
+  return (assert(sim.unb64((s:gsub("%s", ""))), "smtp sink: not base64"))
 end
 
 --- parse(msg) -> {headers = {lower name = unfolded value}, body, parts}: a
