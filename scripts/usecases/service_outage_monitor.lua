@@ -19,7 +19,16 @@ local config = require "usecases.outage.config"
 local okc, cfg = pcall(config.load, unit.config)
 if not okc then
   log.error("%s", tostring(cfg))
-  error(cfg, 0) -- the unit does not start (the original exits with status 1)
+  -- the original process exits with status 1: do so when this unit is the
+  -- engine's only one (`aengine run service_outage_monitor.lua`); in a
+  -- multi-unit engine only this unit fails to start
+  local engine = require "ae.engine"
+  local others = 0
+  for _, u in ipairs(engine.units()) do
+    if u.name ~= unit.name and u.state ~= "stopped" then others = others + 1 end
+  end
+  if others == 0 then engine.stop(1) end
+  error(cfg, 0)
 end
 
 rpc.configure({ environment = cfg.environment, retry = cfg.nats_retry })
