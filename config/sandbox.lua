@@ -9,7 +9,9 @@
 -- Knobs (environment): AE_HTTP_LISTEN (127.0.0.1:5000), SANDBOX_EDGES (fleet
 -- size, 200), SANDBOX_SEED (1), SANDBOX_SMTP_PORT (the SMTP sink,
 -- scripts/sandbox/smtp_sink.py, 2525), REDIS_CUSTOMER_CACHE_HOSTNAME (else db 1
--- of the main redis), SANDBOX_REFRESH_MINUTES (customer-cache, 10).
+-- of the main redis), SANDBOX_REFRESH_MINUTES (customer-cache, 10), SANDBOX_FLAP_INTERVAL (VeloCloud
+-- edges flap, 120 s), SANDBOX_OUTAGE_INTERVAL / SANDBOX_QUARANTINE / SANDBOX_TRIAGE_INTERVAL
+-- (service-outage-monitor: 60 / 20 / 60 s).
 local listen = os.getenv("AE_HTTP_LISTEN") or "127.0.0.1:5000"
 local host, port = listen:match("^%[?([^%]]*)%]?:(%d+)$")
 assert(host and port and port ~= "0", "config/sandbox.lua: AE_HTTP_LISTEN must be host:port with a real port, got "
@@ -37,8 +39,8 @@ local units = {
   { name = "bruin_sim", script = "scripts/sandbox/bruin_sim.lua",
     config = { client_id = BRUIN.id, client_secret = BRUIN.secret, fleet = fleet } },
   { name = "velocloud_sim", script = "scripts/sandbox/velocloud_sim.lua",
-    config = { username = VCO.user, password = VCO.password, fleet = fleet, flap_interval = 300,
-      flap_fraction = 0.05, down_for = 240 } },
+    config = { username = VCO.user, password = VCO.password, fleet = fleet,
+      flap_interval = tonumber(os.getenv("SANDBOX_FLAP_INTERVAL")) or 120, flap_fraction = 0.05, down_for = 150 } },
   { name = "digi_sim", script = "scripts/sandbox/digi_sim.lua",
     config = { client_id = DIGI.id, client_secret = DIGI.secret, fleet = fleet } },
   { name = "slack_sim", script = "scripts/sandbox/slack_sim.lua", config = {} },
@@ -66,6 +68,17 @@ local units = {
     config = { hosts = hosts, velo_servers = hosts, environment = "sandbox",
       refresh_map_minutes = tonumber(os.getenv("SANDBOX_REFRESH_MINUTES")) or 10,
       retry_wait_min = 20, retry_wait_max = 40, semaphore = 10, links_timeout = 20, enterprise_timeout = 20 } },
+
+  -- use cases (scripts/usecases/): service-outage-monitor in both modes, demo intervals, production so tickets
+  -- are really created, reopened, noted and resolved in the simulated Bruin
+  { name = "service_outage_monitor", script = "scripts/usecases/service_outage_monitor.lua",
+    config = { triage = 0, environment = "production", environment_name = "sandbox",
+      velocloud_hosts = table.concat(hosts, ":"), velocloud_hosts_filter = "[]:[]:[]:[]",
+      outage_interval = tonumber(os.getenv("SANDBOX_OUTAGE_INTERVAL")) or 60,
+      quarantine = tonumber(os.getenv("SANDBOX_QUARANTINE")) or 20 } },
+  { name = "service_outage_triage", script = "scripts/usecases/service_outage_monitor.lua",
+    config = { triage = 1, environment = "production", environment_name = "sandbox",
+      triage_interval = tonumber(os.getenv("SANDBOX_TRIAGE_INTERVAL")) or 60 } },
 }
 
 -- only the units whose scripts exist (the sandbox grows with the tree)

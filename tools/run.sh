@@ -27,6 +27,12 @@ if ! port_open "$REDIS_PORT"; then
   pids+=($!)
 fi
 for _ in $(seq 1 100); do port_open "$NATS_PORT" && port_open "$REDIS_PORT" && break; sleep 0.05; done
+# a config that sends mail to the sandbox SMTP sink (config/sandbox.lua) gets it started
+if grep -q SANDBOX_SMTP_PORT "${AE_CONFIG_FILE:-config/engine.lua}" && ! port_open "${SANDBOX_SMTP_PORT:-2525}"; then
+  /usr/bin/python3 scripts/sandbox/smtp_sink.py --port "${SANDBOX_SMTP_PORT:-2525}" --tls-port -1 \
+    >"$RUN_DIR/smtp_sink.log" 2>&1 &
+  pids+=($!)
+fi
 
 export NATS_SERVER1=${NATS_SERVER1:-nats://127.0.0.1:$NATS_PORT}
 export REDIS_HOSTNAME=${REDIS_HOSTNAME:-127.0.0.1:$REDIS_PORT}
