@@ -1,4 +1,5 @@
--- aengine default configuration: what `tools/run.sh` runs.
+-- aengine minimal configuration: the example unit alone (AE_CONFIG_FILE=config/engine.lua tools/run.sh);
+-- tools/run.sh runs config/sandbox.lua by default.
 -- Connections fall back to the original services' environment variables
 -- (NATS_SERVER1, REDIS_HOSTNAME, ...) when not set here. Secrets never go in
 -- this file: units read them from the environment.

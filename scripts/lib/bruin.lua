@@ -152,7 +152,15 @@ end
 
 --- create_outage_ticket(client_id, service_number) -> reply; body = ticket
 -- id; status 200/201 new, 409/471/472/473 existing (bruin-bridge §5.10).
+local OUTAGE_TICKET_EXISTS = { [409] = true, [471] = true, [472] = true, [473] = true }
+
 function M.create_outage_ticket(client_id, service_number, opts)
+  opts = opts or {}
+  if opts.expected == nil then
+    local o = { expected = OUTAGE_TICKET_EXISTS }
+    for k, v in pairs(opts) do o[k] = v end
+    opts = o
+  end
   return send("outage", { client_id = client_id, service_number = service_number }, opts,
     string.format("creating outage ticket for device %s", str(service_number)))
 end

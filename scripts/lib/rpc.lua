@@ -73,7 +73,8 @@ end
 --- call(subject, message, opts) -> reply
 -- opts.timeout (s, default 10), opts.retry (default: the unit's policy),
 -- opts.doing (what the request does, for error texts), opts.notify = false
--- to skip the Slack error message.
+-- to skip the Slack error message, opts.expected = {[409] = true, ...}:
+-- statuses that are normal answers of the protocol (logged at INFO, no Slack).
 function M.call(subject, message, opts)
   opts = opts or {}
   local retry = opts.retry
@@ -87,7 +88,10 @@ function M.call(subject, message, opts)
     -- callers that word their own Slack message (opts.notify = false).
     return { body = json.null, status = 503, error = tostring(err) }
   end
-  if not M.ok(reply) then
+  if not M.ok(reply) and opts.expected and opts.expected[reply.status] then
+    -- a non-2xx status the protocol defines as a normal answer (e.g. 409 "ticket exists")
+    log.info("request to %s answered %s", subject, tostring(reply.status))
+  elseif not M.ok(reply) then
     log.error("request to %s answered %s: %s", subject, tostring(reply.status), body_text(reply.body))
     if notify then
       M.slack(string.format("Error while %s in %s environment: Error %s - %s", opts.doing,
