@@ -194,9 +194,9 @@ describe("service-outage-monitor on the sandbox triage (real capabilities, simul
       local lines = { "#*Automation Engine*#", "Triage (VeloCloud)", "" }
       for i = from, to do
         lines[#lines + 1] = "New event: " .. events[i].event
-        -- spec §6.2: the name captured by the event-interface pattern, else None. The simulator words
-        -- LINK_ALIVE "Link GE1 is now ALIVE" (VeloCloud: "... is no longer DEAD"), which does not match.
-        lines[#lines + 1] = "Device: Interface " .. (events[i].event == "LINK_DEAD" and GE or "None")
+        -- spec §6.2: the name captured by the event-interface pattern ("Link GE1 is now DEAD",
+        -- "Link GE1 is no longer DEAD")
+        lines[#lines + 1] = "Device: Interface " .. GE
         lines[#lines + 1] = "Event time: " .. eastern(events[i].at)
         lines[#lines + 1] = ""
       end

@@ -102,7 +102,7 @@ local EVENT_INFO = {
   EDGE_DOWN = { category = "EDGE", severity = "ERROR", text = "Edge %s is down" },
   EDGE_UP = { category = "EDGE", severity = "NOTICE", text = "Edge %s is up" },
   LINK_DEAD = { category = "NETWORK", severity = "ERROR", text = "Link %s is now DEAD" },
-  LINK_ALIVE = { category = "NETWORK", severity = "NOTICE", text = "Link %s is now ALIVE" },
+  LINK_ALIVE = { category = "NETWORK", severity = "NOTICE", text = "Link %s is no longer DEAD" }, -- VCO's wording
 }
 
 local function emit(edge, kind, subject, at)
