@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # One full service-outage-monitor outage cycle (first pass over the four
 # sandbox hosts + the re-check of the edges in outage) against the sandbox
-# simulators with zero simulated latency. Two engines on one nats-server and
+# simulators with zero simulated latency. Three engines on one nats-server and
 # one redis-server (started here on free ports, stopped at the end):
-#   A = simulators + capabilities (bench/outage_sims.lua: config/sandbox.lua without the use cases,
+#   S = the simulators (bench/outage_sims.lua, OUTAGE_BENCH_PART=sims: config/sandbox.lua's simulators,
 #       customer_cache keys seeded by bench/outage_seed.lua, 2 % of the edges OFFLINE)
+#   C = the capabilities (same file, OUTAGE_BENCH_PART=caps: bridges, notifier, customer-cache serving)
 #   B = the outage process alone (bench/outage_monitor.lua + bench/outage_driver.lua)
-# Prints one table row per fleet size: wall time of the cycle, CPU (user+sys) of B and A during
-# the cycle, peak RSS (VmHWM) of B and A.
+# Prints one table row per fleet size: wall time of the cycle, CPU (user+sys) of B, C and S during
+# the cycle, peak RSS (VmHWM) of B, C and S.
 #
 #   bench/outage_bench.sh [BUILD_DIR] [EDGES ...]      default: build-obench 10000 50000
 # Environment: OUTAGE_BENCH_DOWN (residues mod 100 of the edge index that go OFFLINE, "10,55" = 2 %,
-# "" = none), OUTAGE_QUARANTINE_SECONDS (1), OUTAGE_BENCH_KEEP=1 keeps the logs in $WORK.
+# "" = none), OUTAGE_QUARANTINE_SECONDS (0: the re-check of a host runs as soon as its first pass is done), OUTAGE_BENCH_KEEP=1 keeps the logs in $WORK.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build-obench}
@@ -59,42 +60,50 @@ wait_for() { # file pattern seconds
 export NATS_SERVER1=$AE_TEST_NATS_URL
 export REDIS_HOSTNAME=127.0.0.1:$AE_TEST_REDIS_PORT
 export OUTAGE_BENCH_DOWN=${OUTAGE_BENCH_DOWN-10,55}
-export OUTAGE_QUARANTINE_SECONDS=${OUTAGE_QUARANTINE_SECONDS:-1}
+export OUTAGE_QUARANTINE_SECONDS=${OUTAGE_QUARANTINE_SECONDS:-0}
 export AE_LOG_LEVEL=${AE_LOG_LEVEL:-INFO}
 
-printf '| edges | cached | OFFLINE | cycle wall (first pass + re-check) | B CPU | A CPU (sims + capabilities) | B peak RSS | A peak RSS |\n'
-printf '|---|---|---|---|---|---|---|---|\n'
+printf '| edges | cached | OFFLINE | cycle wall (first pass; re-check span) | CPU B / C / S | peak RSS B / C / S |\n'
+printf '|---|---|---|---|---|---|\n'
 for N in "${SIZES[@]}"; do
   D="$WORK/$N"
   mkdir -p "$D"
   redis-cli -p "$AE_TEST_REDIS_PORT" FLUSHALL >/dev/null
   PORT=$(free_port)
-  AE_HTTP_LISTEN=127.0.0.1:$PORT SANDBOX_EDGES=$N AE_CONSOLE_SOCKET=$D/a.sock \
-    "$AENGINE" run -c bench/outage_sims.lua >"$D/a.log" 2>&1 &
-  A=$!
-  pids+=("$A")
-  wait_for "$D/a.log" "outage bench seed done" 300
+  export SANDBOX_EDGES=$N OUTAGE_BENCH_SIMS_LISTEN=127.0.0.1:$PORT
+  AE_HTTP_LISTEN=127.0.0.1:$PORT OUTAGE_BENCH_PART=sims AE_CONSOLE_SOCKET=$D/s.sock "$AENGINE" run -c bench/outage_sims.lua >"$D/s.log" 2>&1 &
+  S=$!
+  pids+=("$S")
+  wait_for "$D/s.log" "outage bench seed done" 300
+  AE_HTTP_LISTEN=127.0.0.1:0 OUTAGE_BENCH_PART=caps AE_CONSOLE_SOCKET=$D/c.sock "$AENGINE" run -c bench/outage_sims.lua >"$D/c.log" 2>&1 &
+  C=$!
+  pids+=("$C")
+  wait_for "$D/c.log" "customer-cache serving" 30
+  for _ in 1 2 3 4; do wait_for "$D/c.log" "logged in to" 30; done
+  wait_for "$D/c.log" "bruin-bridge serving" 30
   OUTAGE_BENCH_DIR=$D "$AENGINE" run -c bench/outage_monitor.lua >"$D/b.log" 2>&1 &
   B=$!
   pids+=("$B")
   wait_for "$D/b.log" "started\|unit service_outage_monitor" 30 || true
   sleep 1
-  a0=$(cpu "$A")
+  s0=$(cpu "$S")
+  c0=$(cpu "$C")
   b0=$(cpu "$B")
   : >"$D/go"
   for _ in $(seq 1 6000); do [ -s "$D/done" ] && break; sleep 0.05; done
   [ -s "$D/done" ] || { echo "outage_bench: no cycle result for $N edges" >&2; tail -20 "$D/b.log" >&2; exit 1; }
-  a1=$(cpu "$A")
+  s1=$(cpu "$S")
+  c1=$(cpu "$C")
   b1=$(cpu "$B")
   read -r status first recheck total <"$D/done"
-  cached=$(sed -n 's/.*seed done: \([0-9]*\) cache entries.*/\1/p' "$D/a.log")
-  off=$(sed -n 's/.*, \([0-9]*\) edges OFFLINE.*/\1/p' "$D/a.log")
-  printf '| %d | %s | %s | %.1f s (%.1f + %.1f)%s | %.1f s | %.1f s | %s MB | %s MB |\n' "$N" "$cached" "$off" \
-    "$total" "$first" "$recheck" "$([ "$status" = ok ] || echo ' FAILED')" \
-    "$(echo "($b1 - $b0) / $TCK" | bc -l)" "$(echo "($a1 - $a0) / $TCK" | bc -l)" "$(hwm "$B")" "$(hwm "$A")"
+  cached=$(sed -n 's/.*seed done: \([0-9]*\) cache entries.*/\1/p' "$D/s.log")
+  off=$(sed -n 's/.*, \([0-9]*\) edges OFFLINE.*/\1/p' "$D/s.log")
+  secs() { echo "($2 - $1) / $TCK" | bc -l; }
+  printf '| %d | %s | %s | %.1f s (%.1f; %.1f)%s | %.1f / %.1f / %.1f s | %s / %s / %s MB |\n' "$N" "$cached" \
+    "$off" "$total" "$first" "$recheck" "$([ "$status" = ok ] || echo ' FAILED')" \
+    "$(secs "$b0" "$b1")" "$(secs "$c0" "$c1")" "$(secs "$s0" "$s1")" "$(hwm "$B")" "$(hwm "$C")" "$(hwm "$S")"
   grep -h "outage cycle done\|outage bench:" "$D/b.log" | sed 's/^/    /' >&2
-  kill "$B" "$A"
-  wait "$B" 2>/dev/null || true
-  wait "$A" 2>/dev/null || true
+  kill "$B" "$C" "$S"
+  for p in "$B" "$C" "$S"; do wait "$p" 2>/dev/null || true; done
   pids=()
 done

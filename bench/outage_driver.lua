@@ -3,7 +3,8 @@
 -- clients over NATS, its config loaded exactly as the unit loads it), with
 -- no interval job: it waits for the file `go` (config.go_file), runs exactly
 -- one cycle, waits for the re-checks it scheduled (quarantine seconds later)
--- and writes `first_pass_s recheck_s total_s` to config.done_file.
+-- and writes `ok|failed first_pass_s recheck_span_s total_s` to config.done_file
+-- (total: from the cycle start to the end of the last re-check, or of the first pass).
 local unit = require "ae.unit"
 local timer = require "ae.timer"
 local task = require "ae.task"
@@ -49,6 +50,16 @@ local function exists(path)
   return f ~= nil
 end
 
+-- OUTAGE_BENCH_HEAP=1 (diagnostics only, changes the run): every second log the Lua heap before and after a
+-- full collection, i.e. allocated vs live
+if os.getenv("OUTAGE_BENCH_HEAP") == "1" then
+  timer.every(1, function()
+    local before = collectgarbage("count")
+    collectgarbage("collect")
+    log.info("outage bench heap: %.0f KB allocated, %.0f KB live", before, collectgarbage("count"))
+  end, { name = "_outage_bench_heap" })
+end
+
 task.spawn(function()
   while not exists(ucfg.go_file) do task.sleep(0.05) end
   local clock = time.now
@@ -57,9 +68,11 @@ task.spawn(function()
   local t1 = clock()
   while pending > 0 do task.sleep(0.01) end
   local recheck = first_start and (last_end - first_start) or 0
-  log.info("outage bench: cycle %s, first pass %.2f s, re-checks %.2f s (first re-check start to last end; " ..
-    "quarantine %s s not counted)", ran and "ran" or "did not run", t1 - t0, recheck, tostring(cfg.quarantine))
+  local total = math.max(t1, last_end or t1) - t0
+  log.info("outage bench: cycle %s in %.2f s: first pass %.2f s, re-checks %.2f s (first start to last end, " ..
+    "quarantine %s s); Lua heap now %.0f KB", ran and "ran" or "did not run", total, t1 - t0, recheck,
+    tostring(cfg.quarantine), collectgarbage("count"))
   local f = assert(io.open(ucfg.done_file, "w"))
-  f:write(string.format("%s %.3f %.3f %.3f\n", ran and "ok" or "failed", t1 - t0, recheck, t1 - t0 + recheck))
+  f:write(string.format("%s %.3f %.3f %.3f\n", ran and "ok" or "failed", t1 - t0, recheck, total))
   f:close()
 end)

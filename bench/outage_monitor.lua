@@ -2,7 +2,7 @@
 -- process alone (bench/outage_driver.lua runs one cycle on demand), outage
 -- mode over the four sandbox hosts, production, no lease.
 -- Environment: NATS_SERVER1, REDIS_HOSTNAME, OUTAGE_BENCH_DIR (go/done files),
--- OUTAGE_QUARANTINE_SECONDS (re-check delay; the bench uses 1 s).
+-- OUTAGE_QUARANTINE_SECONDS (re-check delay; the bench uses 0).
 local dir = assert(os.getenv("OUTAGE_BENCH_DIR"), "OUTAGE_BENCH_DIR is needed")
 local hosts = "mettel.velocloud.net:metvco02.mettel.net:metvco03.mettel.net:metvco04.mettel.net"
 return {
@@ -17,7 +17,7 @@ return {
     { name = "service_outage_monitor", script = "bench/outage_driver.lua",
       config = { triage = 0, environment = "production", environment_name = "sandbox", velocloud_hosts = hosts,
         velocloud_hosts_filter = "[]:[]:[]:[]", outage_interval = 600, lease = 0,
-        quarantine = tonumber(os.getenv("OUTAGE_QUARANTINE_SECONDS")) or 1,
+        quarantine = tonumber(os.getenv("OUTAGE_QUARANTINE_SECONDS")) or 0,
         go_file = dir .. "/go", done_file = dir .. "/done" } },
   },
 }

@@ -81,11 +81,22 @@ function M.new(ctx)
     return "resolved"
   end
 
+  -- At most autoresolve_semaphore autoresolves in flight in the whole process
+  -- (the semaphore); the per-call limit only keeps the number of tasks at that
+  -- bound instead of one waiting task per healthy edge (50,000 at scale).
   local function autoresolve_all(items, whitelist)
     if #items == 0 then return end
     task.map(items, function(item)
       return autoresolve_sem:with(P.autoresolve, item, whitelist)
-    end)
+    end, { limit = cfg.autoresolve_semaphore })
+  end
+
+  -- Autoresolve reads only cached_info: healthy items drop their status so the
+  -- VeloCloud data of thousands of healthy edges is not kept alive while their
+  -- autoresolves run.
+  local function light(items)
+    for i, item in ipairs(items) do items[i] = { cached_info = item.cached_info } end
+    return items
   end
 
   ----------------------------------------------------------------------------
@@ -277,11 +288,15 @@ function M.new(ctx)
     local host = items[1].cached_info.edge.host
     local links = repo.links(host)
     if not ok(links) then return end
-    local _, index = logic.group_links_by_edge(links.body)
+    local index = select(2, logic.group_links_by_edge(links.body)) -- not the list: it would stay alive
+    links = nil -- luacheck: ignore 311 (the raw reply is garbage from here on)
     local cached = {}
     for i, it in ipairs(items) do cached[i] = it.cached_info end
     local fresh = logic.map_cache_to_status(cached, index)
+    index = nil -- luacheck: ignore 311
     local outage, healthy = logic.split_outage(fresh)
+    fresh = nil -- luacheck: ignore 311
+    light(healthy)
     if #outage > 0 then
       if not production then
         log.info("%d edges of %s still in outage, no ticket because the current working environment is %s",
@@ -303,11 +318,16 @@ function M.new(ctx)
   function P.process_host(host, entries, whitelist)
     local links = repo.links(host)
     if not ok(links) then return end
-    local _, index = logic.group_links_by_edge(links.body)
+    local index = select(2, logic.group_links_by_edge(links.body)) -- not the list: it would stay alive
+    links = nil -- luacheck: ignore 311 (the raw reply is garbage from here on)
     local items, skipped = logic.map_cache_to_status(entries, index)
+    index = nil -- luacheck: ignore 311
     for _, e in ipairs(skipped) do log.info("no status for edge %s: skipped", logic.edge_text(e.edge)) end
+    skipped = nil -- luacheck: ignore 311
     inc("outage_monitoring_edge", #items)
     local outage, healthy = logic.split_outage(items)
+    items = nil -- luacheck: ignore 311
+    light(healthy)
     if #outage > 0 then
       P.rechecks = P.rechecks + 1
       local name = string.format("_ticket_creation_recheck:%s:%d", host, P.rechecks)
