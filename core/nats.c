@@ -467,6 +467,7 @@ typedef struct {
     natsStatus err;
     char url[256];
     char subject[160];
+    char why[256]; /* EV_CLOSED: nats.c's last error (e.g. "Authorization Violation") */
 } conn_event;
 
 static void conn_event_loop(void *arg) {
@@ -501,7 +502,20 @@ static void conn_event_loop(void *arg) {
         break;
     case EV_CLOSED:
         c->state = C_CLOSED;
-        fail_all_requests(c, "connection closed");
+        if (!c->closing) {
+            /* nats.c gave up: max_reconnect reached, or every server refused
+             * the connection twice (wrong user/password or token: nats.c
+             * does not keep the server's "Authorization Violation") */
+            char why[400];
+            snprintf(why, sizeof why,
+                     "gave up reconnecting: %s (the servers refused the credentials, or max_reconnect was reached)",
+                     *e->why ? e->why : "closed");
+            free(c->err);
+            c->err = strdup(why);
+            ae_metric_inc("aengine_nats_errors", "NATS asynchronous errors", "connection", c->name, 1);
+            ae_log(AE_LOG_ERROR, "engine", 0, "ae.nats: connection '%s' closed: %s", c->name, c->err);
+        }
+        fail_all_requests(c, c->err && !c->closing ? c->err : "connection closed");
         conn_release(c); /* nats.c's reference */
         break;
     }
@@ -516,6 +530,10 @@ static void post_event(natsConnection *nc, nconn *c, int kind, natsStatus err, n
     e->err = err;
     if (nc && (kind == EV_RECONNECTED || kind == EV_CONNECTED))
         natsConnection_GetConnectedUrl(nc, e->url, sizeof e->url);
+    if (nc && kind == EV_CLOSED) {
+        const char *why = NULL;
+        if (natsConnection_GetLastError(nc, &why) != NATS_OK && why) snprintf(e->why, sizeof e->why, "%s", why);
+    }
     if (sub) {
         const char *subj = natsSubscription_GetSubject(sub);
         snprintf(e->subject, sizeof e->subject, "%s", subj ? subj : "?");
@@ -558,9 +576,14 @@ static void connect_done(void *arg) {
             st = sub_start(c->mux);
         }
         if (st != NATS_OK) {
+            /* e.g. the connection was already closed by an auth failure: say why */
+            const char *why = NULL;
+            if (natsConnection_GetLastError(c->nc, &why) == NATS_OK || !why || !*why) why = natsStatus_GetText(st);
             c->state = C_FAILED;
             free(c->err);
-            c->err = strdup(natsStatus_GetText(st));
+            c->err = strdup(why);
+            ae_log(AE_LOG_ERROR, "engine", 0, "ae.nats: connection '%s' failed: %s", c->name, why);
+            ae_metric_inc("aengine_nats_errors", "NATS asynchronous errors", "connection", c->name, 1);
             if (c->mux) sub_free(c->mux);
             c->mux = NULL;
         }
@@ -755,6 +778,32 @@ static nconn *conn_create(conn_settings *cs, char *errbuf, size_t errlen) {
     return c;
 }
 
+/* Credentials inside a server URL (nats://user:password@host, nats://token@host)
+ * are masked in logs like the password= and token= options. */
+static void url_secret(const char *url) {
+    const char *p = strstr(url, "://");
+    p = p ? p + 3 : url;
+    const char *at = strchr(p, '@');
+    if (!at) return;
+    const char *slash = strchr(p, '/');
+    if (slash && slash < at) return;
+    const char *colon = memchr(p, ':', (size_t)(at - p));
+    const char *from = colon ? colon + 1 : p;
+    char buf[256];
+    size_t n = (size_t)(at - from);
+    if (n == 0 || n >= sizeof buf) return;
+    memcpy(buf, from, n);
+    buf[n] = 0;
+    ae_log_secret(buf);
+}
+
+static void settings_secrets(const conn_settings *cs) {
+    if (cs->password) ae_log_secret(cs->password);
+    if (cs->token) ae_log_secret(cs->token);
+    for (int i = 0; i < cs->nservers; i++)
+        url_secret(cs->servers[i]);
+}
+
 static void settings_defaults(conn_settings *cs) {
     memset(cs, 0, sizeof *cs);
     cs->reconnect_wait = 2;
@@ -785,7 +834,7 @@ static const char *conn_unusable(nconn *c) {
     case C_READY: return NULL;
     case C_CONNECTING: return "not connected yet (call wait first)";
     case C_FAILED: return c->err ? c->err : "connect failed";
-    default: return "connection closed";
+    default: return c->err && !c->closing ? c->err : "connection closed";
     }
 }
 
@@ -841,6 +890,7 @@ static int l_default(lua_State *L) {
         cs.connect_timeout = ae_config_number("nats.connect_timeout", cs.connect_timeout);
         cs.ping_interval = ae_config_number("nats.ping_interval", cs.ping_interval);
         if (!cs.name) cs.name = "default";
+        settings_secrets(&cs); /* before the copies are freed */
         char err[512] = "";
         nconn *c = conn_create(&cs, err, sizeof err);
         for (int i = 0; i < ncopies; i++)
@@ -849,8 +899,6 @@ static int l_default(lua_State *L) {
         c->is_default = 1;
         c->refs++; /* the engine's reference */
         default_cn = c;
-        if (cs.password) ae_log_secret(cs.password);
-        if (cs.token) ae_log_secret(cs.token);
     }
     push_conn(L, default_cn);
     return 1;
@@ -893,11 +941,10 @@ static int l_connect(lua_State *L) {
     cs.ping_interval = opt_number(L, 1, "ping_interval", cs.ping_interval);
     cs.max_reconnect = (int)opt_number(L, 1, "max_reconnect", cs.max_reconnect);
     cs.reconnect_buf = (int)opt_number(L, 1, "reconnect_buf", cs.reconnect_buf);
+    settings_secrets(&cs);
     char err[512] = "";
     nconn *c = conn_create(&cs, err, sizeof err);
     if (!c) return luaL_error(L, "ae.nats.connect: %s", err);
-    if (cs.password) ae_log_secret(cs.password);
-    if (cs.token) ae_log_secret(cs.token);
     push_conn(L, c);
     return 1;
 }

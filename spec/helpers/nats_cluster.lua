@@ -4,7 +4,9 @@
 --   local cluster = require "spec.helpers.nats_cluster"
 --   local cl = cluster.start(3)      -- cl.nodes[i] = {port=, cluster_port=, url=, pid=}
 --   cl:kill(1)                       -- SIGKILL one node
+--   cl:restart(1)                    -- start it again on the same port
 --   cl:stop()
+--   cluster.start(1, nil, {args = "--user u --pass p"})   -- extra server arguments
 local task = require "ae.task"
 
 local M = {}
@@ -32,8 +34,22 @@ end
 local Cluster = {}
 Cluster.__index = Cluster
 
---- start(n, dir) -> cluster of n nodes (n = 1: a lone server)
-function M.start(n, dir)
+local function wait_listening(node)
+  for _ = 1, 200 do
+    if listening(node.port) then
+      local f = io.open(node.pidfile)
+      node.pid = f and tonumber(f:read("a"))
+      if f then f:close() end
+      return true
+    end
+    task.sleep(0.02)
+  end
+  return false
+end
+
+--- start(n, dir, opts) -> cluster of n nodes (n = 1: a lone server)
+-- opts.args: extra nats-server arguments for every node (auth, TLS...)
+function M.start(n, dir, opts)
   if not dir then
     dir = os.tmpname()
     os.remove(dir)
@@ -46,29 +62,20 @@ function M.start(n, dir)
     node.url = "nats://127.0.0.1:" .. node.port
     node.pidfile = string.format("%s/nats-%d.pid", dir, i)
     local args = string.format("-a 127.0.0.1 -p %d -P %s -l %s/nats-%d.log", node.port, node.pidfile, dir, i)
+    if opts and opts.args then args = args .. " " .. opts.args end
     if n > 1 then
       args = args .. string.format(" --cluster_name aengine_spec -cluster nats://127.0.0.1:%d", node.cluster_port)
       if i > 1 then args = args .. string.format(" -routes nats://127.0.0.1:%d", self.nodes[1].cluster_port) end
     end
-    os.execute("nats-server " .. args .. " >/dev/null 2>&1 &")
+    node.cmd = "nats-server " .. args .. " >/dev/null 2>&1 &"
+    os.execute(node.cmd)
     self.nodes[i] = node
   end
   for _, node in ipairs(self.nodes) do
-    local ok = false
-    for _ = 1, 200 do
-      if listening(node.port) then
-        ok = true
-        break
-      end
-      task.sleep(0.02)
-    end
-    if not ok then
+    if not wait_listening(node) then
       self:stop()
       error("nats_cluster: nats-server on port " .. node.port .. " did not start")
     end
-    local f = io.open(node.pidfile)
-    node.pid = f and tonumber(f:read("a"))
-    if f then f:close() end
   end
   if n > 1 then task.sleep(0.5) end -- routes connect
   return self
@@ -78,6 +85,19 @@ function Cluster:kill(i, signal)
   local node = self.nodes[i]
   if node.pid then os.execute(string.format("kill -%s %d 2>/dev/null", signal or "KILL", node.pid)) end
   node.pid = nil
+end
+
+--- restart(i): start a killed node again, same port and arguments
+function Cluster:restart(i)
+  local node = self.nodes[i]
+  assert(not node.pid, "nats_cluster: node " .. i .. " is still running")
+  for _ = 1, 200 do -- the old process lets go of the port
+    if not listening(node.port) then break end
+    task.sleep(0.02)
+  end
+  os.remove(node.pidfile)
+  os.execute(node.cmd)
+  if not wait_listening(node) then error("nats_cluster: nats-server on port " .. node.port .. " did not restart") end
 end
 
 function Cluster:stop()
