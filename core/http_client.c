@@ -23,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------ curl multi */
 
@@ -33,10 +35,66 @@ static struct {
     int init_failed;
 } cm;
 
+/* The sockets libcurl asks us to watch, indexed by descriptor.
+ *
+ * A connection that goes back to libcurl's pool gets CURL_POLL_REMOVE and is
+ * usually asked for CURL_POLL_IN again by the next request on it. Freeing
+ * and re-creating its event each time costs two epoll_ctl calls per request,
+ * so the event of a pooled connection stays registered for reading ("idle")
+ * and is reused as is. That is only safe for sockets we know libcurl closes
+ * through our CURLOPT_CLOSESOCKETFUNCTION (sockets it opened through our
+ * CURLOPT_OPENSOCKETFUNCTION, flag "ours"): libcurl does not report the
+ * closing of a pooled connection to the socket callback, and a registered
+ * event on a closed descriptor could fire for whatever reuses the number.
+ * Other sockets (resolver socketpairs, email's connections) are freed on
+ * CURL_POLL_REMOVE as before. An idle socket that becomes readable (the
+ * server closed the kept-alive connection) is unregistered at once, so a
+ * level-triggered EOF cannot spin the loop; libcurl finds the connection
+ * dead when it next checks it. */
 typedef struct {
     struct event *ev;
     curl_socket_t fd;
+    short kind;         /* EV_READ/EV_WRITE registered now, 0: not registered */
+    unsigned char ours; /* opened by open_socket: close_socket will tell us */
+    unsigned char idle; /* not in libcurl's socket hash: just opened, or removed (in its pool) */
 } sockctx;
+
+static struct {
+    sockctx **v;
+    size_t n;
+} socks;
+
+static sockctx *sock_get(curl_socket_t s) { return s >= 0 && (size_t)s < socks.n ? socks.v[s] : NULL; }
+
+static void sock_free(curl_socket_t s) {
+    sockctx *sc = sock_get(s);
+    if (!sc) return;
+    if (sc->ev) event_free(sc->ev); /* also removes it from the active queue */
+    free(sc);
+    socks.v[s] = NULL;
+}
+
+/* the entry for s, created (not registered) if needed; NULL when out of memory */
+static sockctx *sock_make(curl_socket_t s) {
+    if (s < 0) return NULL;
+    if ((size_t)s >= socks.n) {
+        size_t n = socks.n ? socks.n : 64;
+        while (n <= (size_t)s)
+            n *= 2;
+        sockctx **v = realloc(socks.v, n * sizeof *v);
+        if (!v) return NULL;
+        memset(v + socks.n, 0, (n - socks.n) * sizeof *v);
+        socks.v = v;
+        socks.n = n;
+    }
+    if (!socks.v[s]) {
+        sockctx *sc = calloc(1, sizeof *sc);
+        if (!sc) return NULL;
+        sc->fd = s;
+        socks.v[s] = sc;
+    }
+    return socks.v[s];
+}
 
 static void finish_job(ae_curl_job *job, CURLcode rc, const char *override) {
     if (!job->active) return;
@@ -66,7 +124,15 @@ static void check_done(void) {
 }
 
 static void on_socket(evutil_socket_t fd, short what, void *arg) {
-    (void)arg;
+    sockctx *sc = arg;
+    if (sc->idle) {
+        /* a pooled connection is readable: closed by the server (or data
+         * nobody asked for). Stop watching it; libcurl's own check drops the
+         * connection when a request next wants it. */
+        event_del(sc->ev);
+        sc->kind = 0;
+        return;
+    }
     int flags = 0;
     if (what & EV_READ) flags |= CURL_CSELECT_IN;
     if (what & EV_WRITE) flags |= CURL_CSELECT_OUT;
@@ -85,32 +151,69 @@ static void on_timer(evutil_socket_t fd, short what, void *arg) {
 static int socket_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socketp) {
     (void)e;
     (void)userp;
-    sockctx *sc = socketp;
     if (what == CURL_POLL_REMOVE) {
-        if (sc) {
-            event_free(sc->ev);
-            free(sc);
-            curl_multi_assign(cm.multi, s, NULL);
+        sockctx *sc = sock_get(s);
+        if (!sc) return 0;
+        if (!sc->ours) {
+            sock_free(s);
+        } else {
+            sc->idle = 1;
+            if (sc->kind != EV_READ && sc->kind) {
+                event_del(sc->ev);
+                sc->kind = 0;
+            }
         }
         return 0;
     }
-    short kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
-    if (!sc) {
-        sc = calloc(1, sizeof *sc);
-        if (!sc) return -1;
-        sc->fd = s;
-        sc->ev = event_new(ae_engine_base(), s, kind, on_socket, NULL);
+    short kind = (short)(((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0));
+    sockctx *sc = sock_get(s);
+    /* an entry libcurl does not know (socketp is ours only while the socket
+     * is in its hash) and that is not a pooled connection of ours: left by a
+     * socket closed without a REMOVE; its event is stale */
+    if (sc && sc != socketp && !sc->idle) sock_free(s);
+    sc = sock_make(s);
+    if (!sc) return -1;
+    if (sc != socketp) curl_multi_assign(cm.multi, s, sc);
+    sc->idle = 0;
+    if (sc->kind == kind && sc->ev) return 0; /* e.g. a pooled connection asked for reading again */
+    if (!sc->ev) {
+        sc->ev = event_new(ae_engine_base(), s, kind | EV_PERSIST, on_socket, sc);
         if (!sc->ev) {
-            free(sc);
+            sock_free(s);
             return -1;
         }
-        curl_multi_assign(cm.multi, s, sc);
     } else {
-        event_del(sc->ev);
-        event_assign(sc->ev, ae_engine_base(), s, kind, on_socket, NULL);
+        if (sc->kind) event_del(sc->ev);
+        event_assign(sc->ev, ae_engine_base(), s, kind | EV_PERSIST, on_socket, sc);
     }
-    event_add(sc->ev, NULL);
+    sc->kind = 0;
+    if (kind && event_add(sc->ev, NULL) != 0) return -1;
+    sc->kind = kind;
     return 0;
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION of ae.http's handles: a plain socket, marked as
+ * one whose closing close_socket will see */
+static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a) {
+    (void)clientp;
+    (void)purpose;
+    int type = a->socktype;
+#ifdef SOCK_CLOEXEC
+    type |= SOCK_CLOEXEC;
+#endif
+    curl_socket_t s = socket(a->family, type, a->protocol);
+    if (s == CURL_SOCKET_BAD) return s;
+    sock_free(s); /* an entry left by a socket closed behind our back */
+    sockctx *sc = sock_make(s);
+    if (sc) sc->ours = sc->idle = 1; /* out of memory: an ordinary socket, freed on REMOVE */
+    return s;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: forget the descriptor before it can be reused */
+static int close_socket(void *clientp, curl_socket_t s) {
+    (void)clientp;
+    sock_free(s);
+    return close(s);
 }
 
 static int timer_cb(CURLM *m, long timeout_ms, void *userp) {
@@ -134,6 +237,11 @@ static void multi_shutdown(void) {
         event_free(cm.timer_ev);
         cm.timer_ev = NULL;
     }
+    for (size_t i = 0; i < socks.n; i++)
+        sock_free((curl_socket_t)i); /* none left unless libcurl skipped a REMOVE */
+    free(socks.v);
+    socks.v = NULL;
+    socks.n = 0;
     curl_global_cleanup();
 }
 
@@ -347,6 +455,8 @@ static void easy_constant_options(xfer *x) {
     curl_easy_setopt(e, CURLOPT_USERAGENT, "aengine/" AE_VERSION);
     curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)&x->job);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->job.errbuf);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
     if (x->cl->share) curl_easy_setopt(e, CURLOPT_SHARE, x->cl->share);
     if (x->cl->cookies) curl_easy_setopt(e, CURLOPT_COOKIEFILE, ""); /* cookie engine on; jar in the share */
     /* libcurl's defaults, as last set */
