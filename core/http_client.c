@@ -600,6 +600,14 @@ static void push_response(lua_State *co, xfer *x) {
     for (const char *p = s; p && p < end && (p = memchr(p, '\n', (size_t)(end - p))); p++)
         nlines++;
     lua_createtable(co, 0, nlines > 2 ? nlines - 2 : 0); /* minus status line and blank line */
+    /* names seen so far (lower-cased, in the raw buffer's order): a name is
+     * looked up in the table only when it repeats one of them */
+    enum { SEEN_MAX = 32 };
+    struct {
+        size_t len;
+        char name[48];
+    } seen[SEEN_MAX];
+    int nseen = 0, seen_full = 0;
     while (s && s < end) {
         const char *eol = memchr(s, '\n', (size_t)(end - s));
         const char *next = eol ? eol + 1 : end;
@@ -617,12 +625,24 @@ static void push_response(lua_State *co, xfer *x) {
                 v++;
             while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
                 ve--;
-            if (lua_getfield(co, -1, name) == LUA_TSTRING) {
+            int repeat = seen_full;
+            for (int i = 0; i < nseen && !repeat; i++)
+                repeat = seen[i].len == nl && memcmp(seen[i].name, name, nl) == 0;
+            if (!repeat) {
+                if (nseen < SEEN_MAX && nl < sizeof seen[0].name) {
+                    seen[nseen].len = nl;
+                    memcpy(seen[nseen].name, name, nl);
+                    nseen++;
+                } else {
+                    seen_full = 1; /* many or long names: look every later name up */
+                }
+            }
+            if (repeat && lua_getfield(co, -1, name) == LUA_TSTRING) {
                 lua_pushliteral(co, ", ");
                 lua_pushlstring(co, v, (size_t)(ve - v));
                 lua_concat(co, 3);
             } else {
-                lua_pop(co, 1);
+                if (repeat) lua_pop(co, 1);
                 lua_pushlstring(co, v, (size_t)(ve - v));
             }
             lua_setfield(co, -2, name);
