@@ -11,7 +11,8 @@
 # the cycle, peak RSS (VmHWM) of B, C and S.
 #
 #   bench/outage_bench.sh [BUILD_DIR] [EDGES ...]      default: build-obench 10000 50000
-# Environment: OUTAGE_BENCH_DOWN (residues mod 100 of the edge index that go OFFLINE, "10,55" = 2 %,
+# Environment: OUTAGE_BENCH_DOWN (residues mod OUTAGE_BENCH_DOWN_MOD=200 of the edge index that go OFFLINE,
+# "13,30,51,80" = 2 % spread over the 4 hosts,
 # "" = none), OUTAGE_QUARANTINE_SECONDS (0: the re-check of a host runs as soon as its first pass is done), OUTAGE_BENCH_KEEP=1 keeps the logs in $WORK.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,7 +60,7 @@ wait_for() { # file pattern seconds
 
 export NATS_SERVER1=$AE_TEST_NATS_URL
 export REDIS_HOSTNAME=127.0.0.1:$AE_TEST_REDIS_PORT
-export OUTAGE_BENCH_DOWN=${OUTAGE_BENCH_DOWN-10,55}
+export OUTAGE_BENCH_DOWN=${OUTAGE_BENCH_DOWN-13,30,51,80}
 export OUTAGE_QUARANTINE_SECONDS=${OUTAGE_QUARANTINE_SECONDS:-0}
 export AE_LOG_LEVEL=${AE_LOG_LEVEL:-INFO}
 

@@ -22,7 +22,7 @@ local fleet_lib = require "sandbox.fleet"
 
 local cfg = unit.config or {}
 local fleet = fleet_lib.generate(cfg.fleet)
-local down_mod = cfg.down_mod or 100
+local down_mod = cfg.down_mod or 200
 local down = {}
 for _, r in ipairs(cfg.down or {}) do down[r] = true end
 

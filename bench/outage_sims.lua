@@ -6,7 +6,8 @@
 --         are seeded), HTTP server on an ephemeral port;
 --   all:  both in one process.
 -- Environment: as config/sandbox.lua (AE_HTTP_LISTEN, SANDBOX_EDGES, NATS_SERVER1, REDIS_HOSTNAME) and
--- OUTAGE_BENCH_DOWN_MOD / OUTAGE_BENCH_DOWN (residues, comma-separated; default 100 and "10,55": 2 %).
+-- OUTAGE_BENCH_DOWN_MOD / OUTAGE_BENCH_DOWN (edge i goes OFFLINE when i % mod is one of the residues;
+-- default 200 and "13,30,51,80": 2 %, one residue per host, 30 and 80 with DiGi links).
 -- caps: the engine's own server listens on AE_HTTP_LISTEN (127.0.0.1:0), the simulators are at
 -- OUTAGE_BENCH_SIMS_LISTEN; config/sandbox.lua builds its base URLs from AE_HTTP_LISTEN, so it reads that one
 local part = os.getenv("OUTAGE_BENCH_PART") or "all"
@@ -23,7 +24,7 @@ assert(okc, base_cfg)
 local fleet = { edges = tonumber(os.getenv("SANDBOX_EDGES")) or 200, seed = tonumber(os.getenv("SANDBOX_SEED")) or 1,
   digi_every = 10 }
 local down = {}
-for r in (os.getenv("OUTAGE_BENCH_DOWN") or "10,55"):gmatch("%d+") do down[#down + 1] = tonumber(r) end
+for r in (os.getenv("OUTAGE_BENCH_DOWN") or "13,30,51,80"):gmatch("%d+") do down[#down + 1] = tonumber(r) end
 
 local want = { sims = part ~= "caps", caps = part ~= "sims" }
 local units = {}
@@ -38,7 +39,7 @@ for _, u in ipairs(base_cfg.units) do
 end
 if want.sims then
   units[#units + 1] = { name = "outage_bench_seed", script = "bench/outage_seed.lua",
-    config = { fleet = fleet, down = down, down_mod = tonumber(os.getenv("OUTAGE_BENCH_DOWN_MOD")) or 100,
+    config = { fleet = fleet, down = down, down_mod = tonumber(os.getenv("OUTAGE_BENCH_DOWN_MOD")) or 200,
       base = "http://" .. listen } }
 end
 if part == "caps" then base_cfg.http = { listen = getenv("AE_HTTP_LISTEN") or "127.0.0.1:0" } end
