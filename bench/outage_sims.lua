@@ -5,6 +5,8 @@
 --   caps: every capability pointed at the simulators on AE_HTTP_LISTEN (customer-cache serving only: its keys
 --         are seeded), HTTP server on an ephemeral port;
 --   all:  both in one process.
+-- OUTAGE_BENCH_REFRESH=1 lets customer-cache build the cache through the bridges, OUTAGE_BENCH_SEED=0 drops the
+-- seed unit (bench/outage_seed_check.sh compares the two).
 -- Environment: as config/sandbox.lua (AE_HTTP_LISTEN, SANDBOX_EDGES, NATS_SERVER1, REDIS_HOSTNAME) and
 -- OUTAGE_BENCH_DOWN_MOD / OUTAGE_BENCH_DOWN (edge i goes OFFLINE when i % mod is one of the residues;
 -- default 200 and "13,30,51,80": 2 %, one residue per host, 30 and 80 with DiGi links).
@@ -33,11 +35,11 @@ for _, u in ipairs(base_cfg.units) do
   if want[kind] then
     if u.config.fleet then u.config.fleet = fleet end
     if u.name == "velocloud_sim" then u.config.flap_interval = 0 end
-    if u.name == "customer_cache" then u.config.refresh = false end
+    if u.name == "customer_cache" then u.config.refresh = os.getenv("OUTAGE_BENCH_REFRESH") == "1" end
     units[#units + 1] = u
   end
 end
-if want.sims then
+if want.sims and os.getenv("OUTAGE_BENCH_SEED") ~= "0" then
   units[#units + 1] = { name = "outage_bench_seed", script = "bench/outage_seed.lua",
     config = { fleet = fleet, down = down, down_mod = tonumber(os.getenv("OUTAGE_BENCH_DOWN_MOD")) or 200,
       base = "http://" .. listen } }
