@@ -101,8 +101,16 @@ local function record(self, req, params)
     seq = self.seq, at = clock.now(), method = req.method, path = req.path:sub(#self.prefix + 1),
     query = req.query, headers = req.headers, body = body, json = decoded, params = params,
   }
-  self.calls[#self.calls + 1] = call
-  if #self.calls > MAX_CALLS then table.remove(self.calls, 1) end
+  local calls = self.calls
+  local n = #calls + 1
+  calls[n] = call
+  if n > MAX_CALLS then
+    -- forget the oldest quarter at once: shifting the list on every call
+    -- would cost O(MAX_CALLS) per request once it is full
+    local keep = MAX_CALLS * 3 // 4
+    table.move(calls, n - keep + 1, n, 1)
+    for i = n, keep + 1, -1 do calls[i] = nil end
+  end
   return call
 end
 
