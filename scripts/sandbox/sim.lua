@@ -89,6 +89,18 @@ function M.form(body)
   return t
 end
 
+-- Append to a list kept to at most MAX_CALLS items: past that, the oldest
+-- quarter goes at once (a shift per append would cost O(MAX_CALLS) each).
+local function append_bounded(list, item)
+  local n = #list + 1
+  list[n] = item
+  if n > MAX_CALLS then
+    local keep = MAX_CALLS * 3 // 4
+    table.move(list, n - keep + 1, n, 1)
+    for i = n, keep + 1, -1 do list[i] = nil end
+  end
+end
+
 local function record(self, req, params)
   self.seq = self.seq + 1
   local body = req.body
@@ -101,16 +113,7 @@ local function record(self, req, params)
     seq = self.seq, at = clock.now(), method = req.method, path = req.path:sub(#self.prefix + 1),
     query = req.query, headers = req.headers, body = body, json = decoded, params = params,
   }
-  local calls = self.calls
-  local n = #calls + 1
-  calls[n] = call
-  if n > MAX_CALLS then
-    -- forget the oldest quarter at once: shifting the list on every call
-    -- would cost O(MAX_CALLS) per request once it is full
-    local keep = MAX_CALLS * 3 // 4
-    table.move(calls, n - keep + 1, n, 1)
-    for i = n, keep + 1, -1 do calls[i] = nil end
-  end
+  append_bounded(self.calls, call)
   return call
 end
 
@@ -183,8 +186,7 @@ end
 function Sim:add_message(rec)
   self.message_seq = self.message_seq + 1
   rec.seq = self.message_seq
-  self.messages[#self.messages + 1] = rec
-  if #self.messages > MAX_CALLS then table.remove(self.messages, 1) end
+  append_bounded(self.messages, rec)
   return rec
 end
 
