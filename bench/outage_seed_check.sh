@@ -22,7 +22,7 @@ cleanup() {
 }
 trap cleanup EXIT
 export NATS_SERVER1=$AE_TEST_NATS_URL REDIS_HOSTNAME=127.0.0.1:$AE_TEST_REDIS_PORT SANDBOX_EDGES=$N
-export OUTAGE_BENCH_DOWN= OUTAGE_BENCH_PART=all AE_CONSOLE_SOCKET=$WORK/a.sock
+export OUTAGE_BENCH_DOWN='' OUTAGE_BENCH_PART=all AE_CONSOLE_SOCKET=$WORK/a.sock
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
 dump() { # -> file: the four keys of db 1 (the sandbox customer_cache connection)
   for h in mettel.velocloud.net metvco02.mettel.net metvco03.mettel.net metvco04.mettel.net; do
