@@ -113,17 +113,6 @@ static nsub *subs;        /* every live nsub */
 static nconn *default_cn; /* the engine's shared connection */
 static int exit_hooked;
 
-/* nil, "ae.nats: <message>" (engine.h's ae_fail is not implemented by the
- * core, so this module has its own) */
-static int nfail(lua_State *L, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    lua_pushnil(L);
-    lua_pushvfstring(L, fmt, ap);
-    va_end(ap);
-    return 2;
-}
-
 /* ------------------------------------------------------------ lifetimes */
 
 static void conn_release(nconn *c);
@@ -895,7 +884,7 @@ static int l_default(lua_State *L) {
         nconn *c = conn_create(&cs, err, sizeof err);
         for (int i = 0; i < ncopies; i++)
             free(copies[i]);
-        if (!c) return nfail(L, "ae.nats: default connection: %s", err);
+        if (!c) return ae_fail(L, "ae.nats: default connection: %s", err);
         c->is_default = 1;
         c->refs++; /* the engine's reference */
         default_cn = c;
@@ -976,7 +965,7 @@ static int l_wait(lua_State *L) {
         return ae_task_wait(L, 1);
     }
     const char *e = conn_unusable(c);
-    if (e) return nfail(L, "%s", e);
+    if (e) return ae_fail(L, "%s", e);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -995,13 +984,13 @@ static int l_publish(lua_State *L) {
     const char *data = luaL_checklstring(L, 3, &len);
     const char *reply = luaL_optstring(L, 4, NULL);
     const char *e = conn_unusable(c);
-    if (e) return nfail(L, "%s", e);
-    if (!*subj) return nfail(L, "empty subject");
+    if (e) return ae_fail(L, "%s", e);
+    if (!*subj) return ae_fail(L, "empty subject");
     natsStatus st = reply && *reply ? natsConnection_PublishRequest(c->nc, subj, reply, data, (int)len)
                                     : natsConnection_Publish(c->nc, subj, data, (int)len);
     if (st != NATS_OK) {
         ae_metric_inc("aengine_nats_errors", "NATS asynchronous errors", "connection", c->name, 1);
-        return nfail(L, "publish to %s: %s", subj, natsStatus_GetText(st));
+        return ae_fail(L, "publish to %s: %s", subj, natsStatus_GetText(st));
     }
     ae_metric_inc("aengine_nats_messages_out", H_OUT, "subject", subj, 1);
     lua_pushboolean(L, 1);
@@ -1019,8 +1008,8 @@ static int l_request(lua_State *L) {
     double timeout = luaL_checknumber(L, 4);
     ae_task *t = ae_task_check(L);
     const char *e = conn_unusable(c);
-    if (e) return nfail(L, "%s", e);
-    if (!*subj) return nfail(L, "empty subject");
+    if (e) return ae_fail(L, "%s", e);
+    if (!*subj) return ae_fail(L, "empty subject");
     preq *r = calloc(1, sizeof *r);
     if (!r || !(r->subject = strdup(subj))) {
         free(r);
@@ -1052,7 +1041,7 @@ static int l_request(lua_State *L) {
         preq_free(r);
         conn_release(c);
         ae_metric_inc("aengine_nats_request_errors", "NATS requests that failed to be sent", "subject", subj, 1);
-        return nfail(L, "publish to %s: %s", subj, natsStatus_GetText(st));
+        return ae_fail(L, "publish to %s: %s", subj, natsStatus_GetText(st));
     }
     ae_metric_inc("aengine_nats_messages_out", H_OUT, "subject", subj, 1);
     r->task = t;
@@ -1135,10 +1124,10 @@ static int l_subscribe(lua_State *L) {
     ae_unit *u = ae_unit_of(L);
     if (!u) return luaL_error(L, "ae.nats.subscribe: no unit");
     if (u->state == AE_UNIT_DRAINING || u->state == AE_UNIT_STOPPED)
-        return nfail(L, "the unit is draining: no new subscriptions");
+        return ae_fail(L, "the unit is draining: no new subscriptions");
     const char *e = conn_unusable(c);
-    if (e) return nfail(L, "%s", e);
-    if (!*subj) return nfail(L, "empty subject");
+    if (e) return ae_fail(L, "%s", e);
+    if (!*subj) return ae_fail(L, "empty subject");
     nsub *s = sub_new(c, S_USER, subj, queue && *queue ? queue : NULL);
     if (!s) return luaL_error(L, "ae.nats: out of memory");
     s->refs = 1; /* the Lua handle, taken below */
@@ -1151,7 +1140,7 @@ static int l_subscribe(lua_State *L) {
     if (st != NATS_OK) {
         sub_deactivate(s, 0);
         sub_release(s);
-        return nfail(L, "subscribe to %s: %s", subj, natsStatus_GetText(st));
+        return ae_fail(L, "subscribe to %s: %s", subj, natsStatus_GetText(st));
     }
     ae_unit_add_resource(u, &s->res, "subscription", sub_res_close);
     s->res.describe = sub_res_describe;
@@ -1173,7 +1162,7 @@ static int l_sub_unsubscribe(lua_State *L) {
         sub_deactivate(s, 1);
         natsStatus st = s->sub ? natsSubscription_Unsubscribe(s->sub) : NATS_OK;
         if (st != NATS_OK && st != NATS_INVALID_SUBSCRIPTION && st != NATS_CONNECTION_CLOSED)
-            return nfail(L, "unsubscribe %s: %s", s->subject, natsStatus_GetText(st));
+            return ae_fail(L, "unsubscribe %s: %s", s->subject, natsStatus_GetText(st));
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -1187,7 +1176,7 @@ static int l_sub_drain(lua_State *L) {
         s->draining = 1;
         natsStatus st = natsSubscription_Drain(s->sub);
         if (st != NATS_OK && st != NATS_INVALID_SUBSCRIPTION && st != NATS_CONNECTION_CLOSED)
-            return nfail(L, "drain %s: %s", s->subject, natsStatus_GetText(st));
+            return ae_fail(L, "drain %s: %s", s->subject, natsStatus_GetText(st));
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -1315,9 +1304,9 @@ static int l_flush(lua_State *L) {
     nconn *c = check_conn(L, 1);
     double t = luaL_optnumber(L, 2, 1.0);
     const char *e = conn_unusable(c);
-    if (e) return nfail(L, "%s", e);
+    if (e) return ae_fail(L, "%s", e);
     natsStatus st = natsConnection_FlushTimeout(c->nc, (int64_t)(t * 1000));
-    if (st != NATS_OK) return nfail(L, "flush: %s", natsStatus_GetText(st));
+    if (st != NATS_OK) return ae_fail(L, "flush: %s", natsStatus_GetText(st));
     lua_pushboolean(L, 1);
     return 1;
 }
