@@ -7,19 +7,7 @@ local child = require "spec.helpers.child"
 
 local q = child.quote
 
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
-
-local function read(path)
-  local f = io.open(path)
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local write, read = child.write_file, child.read_file
 
 local function sh(cmd)
   local p = assert(io.popen(cmd .. " 2>&1; echo \"__rc=$?\""))
@@ -48,9 +36,7 @@ describe("aengine console", function()
   end
 
   setup(function()
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir -p " .. q(dir)))
+    dir = child.tmpdir()
     sock, log, script, out = dir .. "/c.sock", dir .. "/engine.log", dir .. "/pulse.lua", dir .. "/beats.txt"
     write(script, (UNIT:gsub("EDIT", "1")))
     write(dir .. "/engine.lua", ([[return {

@@ -24,26 +24,7 @@ local function eventually(cond, seconds)
   return cond()
 end
 
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
-
-local function read(path)
-  local f = io.open(path)
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(os.execute("mkdir -p " .. q(d)))
-  return d
-end
+local write, read, tmpdir = child.write_file, child.read_file, child.tmpdir
 
 -- a subscriber on its own connection that records every message
 local function recorder(conn, subj)

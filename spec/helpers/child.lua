@@ -33,4 +33,28 @@ function M.write(text, suffix)
   return path
 end
 
+--- write_file(path, text): write text to a file at a chosen path
+function M.write_file(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+end
+
+--- read_file(path) -> the file's text, or "" when it does not exist (yet)
+function M.read_file(path)
+  local f = io.open(path)
+  if not f then return "" end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+--- tmpdir() -> the path of a new empty directory (the caller removes it)
+function M.tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  assert(os.execute("mkdir -p " .. shell_quote(d)))
+  return d
+end
+
 return M
