@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Set everything up and run every test: hygiene (luacheck, clang-format), the C
-# tests under AddressSanitizer + UndefinedBehaviorSanitizer, then the whole
-# ctest suite (C tests + busted specs against real nats-server/redis-server).
+# Set everything up and run every test: hygiene (luacheck, clang-format), the
+# ctest suite built with AddressSanitizer + UndefinedBehaviorSanitizer, then the
+# whole ctest suite on the normal build (C tests + busted specs against real
+# nats-server/redis-server, the sandbox simulators and an SMTP sink).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
