@@ -205,6 +205,21 @@ local function failed(host, method, kind, detail)
   log.error("VeloCloud %s %s: %s", host, method, detail)
 end
 
+-- The §4.3 result of a VCO answer once session problems are ruled out: the
+-- decoded body (v, nil when not JSON) with its status.
+local function result_of(host, method, res, v)
+  if v == nil then
+    if is_2xx(res.status) then
+      failed(host, method, "bad_body", "2xx body is not JSON")
+      return { body = "Velocloud answered " .. method .. " with a body that is not JSON", status = 500 }
+    end
+    failed(host, method, "status", "status " .. res.status)
+    return { body = res.body, status = res.status }
+  end
+  if not is_2xx(res.status) then failed(host, method, "status", "status " .. res.status) end
+  return { body = v, status = res.status }
+end
+
 -- relay_call: getEnterpriseEdgeLinkStatus / getAggregateEdgeLinkMetrics /
 -- getEnterpriseEdges -> {body =, status =}; body decoded on 2xx.
 local function relay_call(host, method, body)
@@ -226,16 +241,7 @@ local function relay_call(host, method, body)
     return expired(host)
   end
   local v = decoded(res)
-  if v == nil then
-    if is_2xx(res.status) then
-      failed(host, method, "bad_body", "2xx body is not JSON")
-      return { body = "Velocloud answered " .. method .. " with a body that is not JSON", status = 500 }
-    end
-    failed(host, method, "status", "status " .. res.status)
-    return { body = res.body, status = res.status }
-  end
-  if not is_2xx(res.status) then failed(host, method, "status", "status " .. res.status) end
-  return { body = v, status = res.status }
+  return result_of(host, method, res, v)
 end
 
 local function token_error(v)
@@ -259,16 +265,7 @@ local function rpc_call(host, method, body)
     relogin(host, method .. " answered an expired session")
     return expired(host)
   end
-  if v == nil then
-    if is_2xx(res.status) then
-      failed(host, method, "bad_body", "2xx body is not JSON")
-      return { body = "Velocloud answered " .. method .. " with a body that is not JSON", status = 500 }
-    end
-    failed(host, method, "status", "status " .. res.status)
-    return { body = res.body, status = res.status }
-  end
-  if not is_2xx(res.status) then failed(host, method, "status", "status " .. res.status) end
-  return { body = v, status = res.status }
+  return result_of(host, method, res, v)
 end
 
 ---------------------------------------------------------------------------
