@@ -238,13 +238,19 @@ static void fmt_time(char *buf, size_t n, double t) {
 }
 
 /* The units a command applies to: the named one (live version), or every
- * unit that is not stopped. Returns 0 when a name was given and not found. */
-static int for_units(const char *name, ae_unit **list, int max, int *n) {
+ * unit that is not stopped. When a name was given and not found, answers
+ * "no unit" to the client and returns 0. */
+static int for_units(client *c, const char *name, ae_unit **list, int max, int *n) {
     *n = 0;
     if (name && *name) {
         ae_unit *u = ae_reload_current(name);
         if (!u) u = ae_engine_find_unit(name);
-        if (!u) return 0;
+        if (!u) {
+            char m[256];
+            snprintf(m, sizeof m, "no unit '%s'", name);
+            answer_str(c, 0, m);
+            return 0;
+        }
         list[(*n)++] = u;
         return 1;
     }
@@ -287,12 +293,7 @@ static void cmd_units(client *c) {
 static void cmd_tasks(client *c, const char *name) {
     ae_unit *list[256];
     int n;
-    if (!for_units(name, list, 256, &n)) {
-        char m[256];
-        snprintf(m, sizeof m, "no unit '%s'", name);
-        answer_str(c, 0, m);
-        return;
-    }
+    if (!for_units(c, name, list, 256, &n)) return;
     sbuf b = {0};
     sb_printf(&b, "%-24s %8s %-32s %-8s %-9s %9s\n", "UNIT", "ID", "TASK", "STATE", "WAITING", "AGE");
     for (int i = 0; i < n; i++) {
@@ -344,12 +345,7 @@ static int timer_call(ae_unit *u, const char *fn, const char *arg, int nres) {
 static void cmd_timers(client *c, const char *name) {
     ae_unit *list[256];
     int n;
-    if (!for_units(name, list, 256, &n)) {
-        char m[256];
-        snprintf(m, sizeof m, "no unit '%s'", name);
-        answer_str(c, 0, m);
-        return;
-    }
+    if (!for_units(c, name, list, 256, &n)) return;
     sbuf b = {0};
     sb_printf(&b, "%-24s %-28s %-6s %-12s %-21s %6s %6s %6s %s\n", "UNIT", "JOB", "KIND", "EVERY/CRON", "NEXT RUN",
               "RUNS", "SKIPS", "ERRORS", "STATE");
@@ -408,12 +404,7 @@ static void cmd_timers(client *c, const char *name) {
 static void cmd_subs(client *c, const char *name) {
     ae_unit *list[256];
     int n;
-    if (!for_units(name, list, 256, &n)) {
-        char m[256];
-        snprintf(m, sizeof m, "no unit '%s'", name);
-        answer_str(c, 0, m);
-        return;
-    }
+    if (!for_units(c, name, list, 256, &n)) return;
     sbuf b = {0};
     sb_printf(&b, "%-24s %4s %-13s %s\n", "UNIT", "VER", "KIND", "WHAT");
     for (int i = 0; i < n; i++) {
