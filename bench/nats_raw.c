@@ -35,15 +35,22 @@ static void on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *m, void
 
 int main(int argc, char **argv) {
     if (argc < 4) {
-        fprintf(stderr, "usage: %s URL INFLIGHT SECONDS\n", argv[0]);
+        fprintf(stderr, "usage: %s URL INFLIGHT SECONDS [asap|batch]\n", argv[0]);
         return 2;
     }
     int inflight = atoi(argv[2]);
     double seconds = atof(argv[3]);
     natsConnection *rep_nc = NULL;
     natsSubscription *s1 = NULL, *s2 = NULL;
-    if (natsConnection_ConnectTo(&rep_nc, argv[1]) != NATS_OK ||
-        natsConnection_ConnectTo(&req_nc, argv[1]) != NATS_OK) {
+    /* "asap": write every publish at once, as ae.nats does by default
+     * (send_asap); "batch" (default): nats.c's flusher thread batches */
+    natsOptions *opts = NULL;
+    if (natsOptions_Create(&opts) != NATS_OK || natsOptions_SetURL(opts, argv[1]) != NATS_OK ||
+        natsOptions_SetSendAsap(opts, argc > 4 && strcmp(argv[4], "asap") == 0) != NATS_OK) {
+        fprintf(stderr, "bad options\n");
+        return 1;
+    }
+    if (natsConnection_Connect(&rep_nc, opts) != NATS_OK || natsConnection_Connect(&req_nc, opts) != NATS_OK) {
         fprintf(stderr, "cannot connect\n");
         return 1;
     }
@@ -64,6 +71,7 @@ int main(int argc, char **argv) {
     natsSubscription_Destroy(s2);
     natsConnection_Destroy(rep_nc);
     natsConnection_Destroy(req_nc);
+    natsOptions_Destroy(opts);
     nats_Close();
     return 0;
 }

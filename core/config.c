@@ -97,6 +97,14 @@ double ae_config_number(const char *path, double def) {
     return r;
 }
 
+int ae_config_bool(const char *path, int def) {
+    int r = def;
+    if (!CL) return def;
+    if (ae_config_push_path(path) && lua_type(CL, -1) == LUA_TBOOLEAN) r = lua_toboolean(CL, -1);
+    lua_pop(CL, 1);
+    return r;
+}
+
 void ae_config_free(void) {
     if (CL) lua_close(CL);
     CL = NULL;

@@ -676,6 +676,7 @@ typedef struct {
     const char *user, *password, *token, *name, *ca, *cert, *key;
     double reconnect_wait, connect_timeout, ping_interval;
     int max_reconnect, reconnect_buf;
+    int send_asap; /* write each publish at once (else nats.c's flusher batches after a 1 ms sleep) */
 } conn_settings;
 
 static nconn *conn_create(conn_settings *cs, char *errbuf, size_t errlen) {
@@ -709,6 +710,7 @@ static nconn *conn_create(conn_settings *cs, char *errbuf, size_t errlen) {
     TRY(natsOptions_SetMaxPendingMsgs(o, PENDING_LIMIT), "pending limit");
     /* like the original client: a request nobody serves waits for its timeout */
     TRY(natsOptions_DisableNoResponders(o, true), "no responders");
+    TRY(natsOptions_SetSendAsap(o, cs->send_asap != 0), "send_asap");
     TRY(natsOptions_SetRetryOnFailedConnect(o, true, on_connected, c), "retry on failed connect");
     TRY(natsOptions_SetDisconnectedCB(o, on_disconnected, c), "callbacks");
     TRY(natsOptions_SetReconnectedCB(o, on_reconnected, c), "callbacks");
@@ -800,6 +802,7 @@ static void settings_defaults(conn_settings *cs) {
     cs->ping_interval = 120;
     cs->max_reconnect = -1;
     cs->reconnect_buf = 8 * 1024 * 1024;
+    cs->send_asap = 1;
 }
 
 /* ------------------------------------------------------------ Lua handles */
@@ -878,6 +881,7 @@ static int l_default(lua_State *L) {
         cs.reconnect_wait = ae_config_number("nats.reconnect_wait", cs.reconnect_wait);
         cs.connect_timeout = ae_config_number("nats.connect_timeout", cs.connect_timeout);
         cs.ping_interval = ae_config_number("nats.ping_interval", cs.ping_interval);
+        cs.send_asap = ae_config_bool("nats.send_asap", cs.send_asap);
         if (!cs.name) cs.name = "default";
         settings_secrets(&cs); /* before the copies are freed */
         char err[512] = "";
@@ -895,7 +899,7 @@ static int l_default(lua_State *L) {
 
 /* connect{servers=, user=, password=, token=, name=, tls={ca=,cert=,key=},
  * reconnect_wait=, connect_timeout=, ping_interval=, max_reconnect=,
- * reconnect_buf=} -> handle (the connect goes on in the background) */
+ * reconnect_buf=, send_asap=} -> handle (the connect goes on in the background) */
 static int l_connect(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     conn_settings cs;
@@ -930,6 +934,9 @@ static int l_connect(lua_State *L) {
     cs.ping_interval = opt_number(L, 1, "ping_interval", cs.ping_interval);
     cs.max_reconnect = (int)opt_number(L, 1, "max_reconnect", cs.max_reconnect);
     cs.reconnect_buf = (int)opt_number(L, 1, "reconnect_buf", cs.reconnect_buf);
+    lua_getfield(L, 1, "send_asap");
+    if (!lua_isnil(L, -1)) cs.send_asap = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     settings_secrets(&cs);
     char err[512] = "";
     nconn *c = conn_create(&cs, err, sizeof err);

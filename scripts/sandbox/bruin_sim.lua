@@ -33,7 +33,7 @@ local state = {
   token_ttl = cfg.token_ttl or 3600,
   repair_root = cfg.repair_root or "assets",
   tokens = {}, token_seq = 0,
-  tickets = {}, order = {},
+  tickets = {}, order = {}, position = {}, by_serial = {},
   next_ticket = 5000000, next_detail = 7000000, next_note = 70000000,
   replies = {},
 }
@@ -92,6 +92,29 @@ local function address_of(edge)
     state = "NY", zip = "10041-3299", country = "USA" }
 end
 
+-- Ticket ids by the service number of their details, so that
+-- GET /api/Ticket?ServiceNumber= (three per autoresolve of every healthy edge)
+-- looks at that serial's tickets only, not at every ticket.
+local function index_serial(ticket_id, sn)
+  local ids = state.by_serial[sn]
+  if not ids then
+    ids = {}
+    state.by_serial[sn] = ids
+  end
+  for _, id in ipairs(ids) do
+    if id == ticket_id then return end
+  end
+  ids[#ids + 1] = ticket_id
+end
+
+-- Ids of the tickets that may have a detail for sn, in ticket order.
+local function tickets_of_serial(sn)
+  local known = state.by_serial[sn] or {}
+  local ids = table.move(known, 1, #known, 1, {})
+  table.sort(ids, function(a, b) return state.position[a] < state.position[b] end)
+  return ids
+end
+
 local function add_ticket(t)
   state.next_ticket = state.next_ticket + 1
   local id = t.ticketID or t.ticket_id or state.next_ticket
@@ -109,6 +132,7 @@ local function add_ticket(t)
   }
   for _, sn in ipairs(sns) do
     state.next_detail = state.next_detail + 1
+    index_serial(id, sn)
     ticket.details[#ticket.details + 1] = { detailID = state.next_detail, detailValue = sn,
       detailStatus = (ticket.ticketStatus == "Resolved" or ticket.ticketStatus == "Closed") and "R" or "I",
       currentTaskName = json.null }
@@ -118,7 +142,10 @@ local function add_ticket(t)
     ticket.notes[#ticket.notes + 1] = { noteId = state.next_note, noteValue = n, serviceNumber = sns,
       createdDate = iso(created), noteType = "ADN" }
   end
-  if not state.tickets[id] then state.order[#state.order + 1] = id end
+  if not state.tickets[id] then
+    state.order[#state.order + 1] = id
+    state.position[id] = #state.order
+  end
   state.tickets[id] = ticket
   if type(id) == "number" and id > state.next_ticket then state.next_ticket = id end
   return ticket
@@ -242,7 +269,7 @@ api("GET", "/api/Ticket", function(req)
   local want_status = q.TicketStatus and (STATUS_ALIASES[q.TicketStatus] or q.TicketStatus)
   local from, to = parse_iso(q.StartDate), parse_iso(q.EndDate)
   local out = json.array {}
-  for _, id in ipairs(state.order) do
+  for _, id in ipairs(q.ServiceNumber and tickets_of_serial(q.ServiceNumber) or state.order) do
     local t = state.tickets[id]
     local ok = (not q.ClientId or tostring(t.clientID) == q.ClientId)
       and (not q.TicketTopic or t.topic_code == q.TicketTopic)
@@ -441,6 +468,7 @@ api("POST", "/api/Ticket/repair", function(req)
       state.next_detail = state.next_detail + 1
       d = { detailID = state.next_detail, detailValue = sn, detailStatus = "I", currentTaskName = json.null }
       t.details[#t.details + 1] = d
+      index_serial(t.ticketID, sn)
       code = 473
     end
     d.detailStatus = "I"
