@@ -14,6 +14,8 @@
 # Environment: OUTAGE_BENCH_DOWN (residues mod OUTAGE_BENCH_DOWN_MOD=200 of the edge index that go OFFLINE,
 # "13,30,51,80" = 2 % spread over the 4 hosts,
 # "" = none), OUTAGE_QUARANTINE_SECONDS (0: the re-check of a host runs as soon as its first pass is done), OUTAGE_BENCH_KEEP=1 keeps the logs in $WORK.
+# OUTAGE_BENCH_PROFILE=1: each engine writes a Lua profile (AE_PROFILE, docs/operating.md) to $WORK/<N>/{s,c,b}.prof
+# (implies OUTAGE_BENCH_KEEP=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build-obench}
@@ -63,6 +65,9 @@ export REDIS_HOSTNAME=127.0.0.1:$AE_TEST_REDIS_PORT
 export OUTAGE_BENCH_DOWN=${OUTAGE_BENCH_DOWN-13,30,51,80}
 export OUTAGE_QUARANTINE_SECONDS=${OUTAGE_QUARANTINE_SECONDS:-0}
 export AE_LOG_LEVEL=${AE_LOG_LEVEL:-INFO}
+PROFILE=${OUTAGE_BENCH_PROFILE:-0}
+[ "$PROFILE" = 1 ] && OUTAGE_BENCH_KEEP=1
+prof() { [ "$PROFILE" = 1 ] && echo "$1" || true; }
 
 printf '| edges | cached | OFFLINE | cycle wall (first pass; re-check span) | CPU B / C / S | peak RSS B / C / S |\n'
 printf '|---|---|---|---|---|---|\n'
@@ -72,17 +77,17 @@ for N in "${SIZES[@]}"; do
   redis-cli -p "$AE_TEST_REDIS_PORT" FLUSHALL >/dev/null
   PORT=$(free_port)
   export SANDBOX_EDGES=$N OUTAGE_BENCH_SIMS_LISTEN=127.0.0.1:$PORT
-  AE_HTTP_LISTEN=127.0.0.1:$PORT OUTAGE_BENCH_PART=sims AE_CONSOLE_SOCKET=$D/s.sock "$AENGINE" run -c bench/outage_sims.lua >"$D/s.log" 2>&1 &
+  AE_PROFILE=$(prof "$D/s.prof") AE_HTTP_LISTEN=127.0.0.1:$PORT OUTAGE_BENCH_PART=sims AE_CONSOLE_SOCKET=$D/s.sock "$AENGINE" run -c bench/outage_sims.lua >"$D/s.log" 2>&1 &
   S=$!
   pids+=("$S")
   wait_for "$D/s.log" "outage bench seed done" 300
-  AE_HTTP_LISTEN=127.0.0.1:0 OUTAGE_BENCH_PART=caps AE_CONSOLE_SOCKET=$D/c.sock "$AENGINE" run -c bench/outage_sims.lua >"$D/c.log" 2>&1 &
+  AE_PROFILE=$(prof "$D/c.prof") AE_HTTP_LISTEN=127.0.0.1:0 OUTAGE_BENCH_PART=caps AE_CONSOLE_SOCKET=$D/c.sock "$AENGINE" run -c bench/outage_sims.lua >"$D/c.log" 2>&1 &
   C=$!
   pids+=("$C")
   wait_for "$D/c.log" "customer-cache serving" 30
   for _ in 1 2 3 4; do wait_for "$D/c.log" "logged in to" 30; done
   wait_for "$D/c.log" "bruin-bridge serving" 30
-  OUTAGE_BENCH_DIR=$D "$AENGINE" run -c bench/outage_monitor.lua >"$D/b.log" 2>&1 &
+  AE_PROFILE=$(prof "$D/b.prof") OUTAGE_BENCH_DIR=$D "$AENGINE" run -c bench/outage_monitor.lua >"$D/b.log" 2>&1 &
   B=$!
   pids+=("$B")
   wait_for "$D/b.log" "started\|unit service_outage_monitor" 30 || true

@@ -60,6 +60,9 @@ if os.getenv("OUTAGE_BENCH_HEAP") == "1" then
   end, { name = "_outage_bench_heap" })
 end
 
+-- OUTAGE_BENCH_GC=generational|incremental: the unit's garbage-collector mode (experiments)
+if os.getenv("OUTAGE_BENCH_GC") then collectgarbage(os.getenv("OUTAGE_BENCH_GC")) end
+
 task.spawn(function()
   while not exists(ucfg.go_file) do task.sleep(0.05) end
   local clock = time.now

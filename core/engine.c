@@ -200,7 +200,14 @@ int ae_engine_init(void) {
     memset(&eng, 0, sizeof eng);
     eng.shutdown_deadline = 30.0;
     evthread_use_pthreads();
-    eng.base = event_base_new();
+    /* The epoll changelist folds the add/del pairs one loop iteration makes
+     * on a socket (evhttp enables and disables writing around every reply,
+     * libcurl flips its sockets between read and write) into one epoll_ctl. */
+    struct event_config *cfg = event_config_new();
+    if (cfg) event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    eng.base = cfg ? event_base_new_with_config(cfg) : NULL;
+    if (cfg) event_config_free(cfg);
+    if (!eng.base) eng.base = event_base_new();
     if (!eng.base) return -1;
     pthread_mutex_init(&eng.post_lock, NULL);
     eng.ready_ev = event_new(eng.base, -1, 0, on_ready, NULL);

@@ -12,6 +12,7 @@
 #include "engine.h"
 #include "engine_internal.h"
 #include "log.h"
+#include "profile.h"
 #include "reload.h"
 
 #include <lualib.h>
@@ -66,6 +67,7 @@ static double env_number(const char *name, double def) {
 static int boot(const char *config_path) {
     ae_log_init();
     ae_clock_init();
+    ae_profile_init();
     if (ae_engine_init() != 0) {
         fprintf(stderr, "aengine: cannot create the event loop\n");
         return -1;
@@ -92,6 +94,7 @@ static int boot(const char *config_path) {
 }
 
 static void teardown(void) {
+    ae_profile_write();
     ae_units_free_all();
     ae_bindings_shutdown();
     ae_task_settle_shutdown();

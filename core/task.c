@@ -13,6 +13,7 @@
 #include "engine.h"
 #include "engine_internal.h"
 #include "log.h"
+#include "profile.h"
 
 #include <event2/event.h>
 #include <stdlib.h>
@@ -139,6 +140,16 @@ static void budget_hook(lua_State *L, lua_Debug *ar) {
                (lua_Integer)u->instr_budget);
 }
 
+/* The hook a running task normally has; the profiler's one-shot sampling
+ * hook (profile.c) puts it back after taking its sample. */
+void ae_task_restore_hook(lua_State *L) {
+    ae_unit *u = ae_unit_of(L);
+    if (u->instr_budget > 0)
+        lua_sethook(L, budget_hook, LUA_MASKCOUNT, (int)u->instr_budget);
+    else
+        lua_sethook(L, NULL, 0, 0);
+}
+
 static void unlink_task(ae_task *t) {
     ae_unit *u = t->unit;
     if (t->prev)
@@ -186,7 +197,9 @@ void ae_task_resume_now(ae_task *t) {
     if (u->instr_budget > 0) lua_sethook(t->co, budget_hook, LUA_MASKCOUNT, (int)u->instr_budget);
     int nres = 0;
     u->in_resume++;
+    lua_State *profiled = ae_profile_enter(t->co);
     int st = lua_resume(t->co, NULL, t->nargs, &nres);
+    ae_profile_enter(profiled);
     u->in_resume--;
     t->nargs = 0;
     running = outer;
