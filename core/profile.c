@@ -157,11 +157,39 @@ static void table_free(ptable *t) {
     memset(t, 0, sizeof *t);
 }
 
-/* The one-shot hook armed by on_tick: one sample, then the normal hook. */
+/* The instruction budget while profiling. lua_sethook resets the count, so
+ * task.c's budget hook (one count hook of the whole budget) restarted from
+ * zero after every sample and a runaway task was never stopped. Here the
+ * budget of the running task is counted in chunks; a sample loses at most the
+ * rest of one chunk (< BUDGET_CHUNK instructions, against the ~1 ms of Lua
+ * between two samples). budget_left < 0: the unit has no budget. */
+#define BUDGET_CHUNK 1000
+static long budget_left = -1;
+
+static void budget_chunk_hook(lua_State *L, lua_Debug *ar);
+
+static void arm_budget(lua_State *L) {
+    if (budget_left < 0)
+        ae_task_restore_hook(L); /* no budget: no hook */
+    else
+        lua_sethook(L, budget_chunk_hook, LUA_MASKCOUNT,
+                    (int)(budget_left < BUDGET_CHUNK ? budget_left : BUDGET_CHUNK));
+}
+
+static void budget_chunk_hook(lua_State *L, lua_Debug *ar) {
+    (void)ar;
+    budget_left -= lua_gethookcount(L);
+    if (budget_left <= 0)
+        luaL_error(L, "instruction budget exceeded: more than %I Lua instructions without waiting",
+                   (lua_Integer)ae_unit_of(L)->instr_budget);
+    arm_budget(L);
+}
+
+/* The one-shot hook armed by on_tick: one sample, then the budget again. */
 static void sample_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
     profile_sample(L, ae_unit_of(L)->name);
-    ae_task_restore_hook(L);
+    arm_budget(L);
 }
 
 static void on_tick(int sig) {
@@ -175,6 +203,11 @@ static void on_tick(int sig) {
 
 lua_State *ae_profile_enter(lua_State *co) {
     lua_State *was = current;
+    if (co && out_path) { /* before current = co: on_tick cannot hook co yet */
+        long b = ae_unit_of(co)->instr_budget;
+        budget_left = b > 0 ? b : -1;
+        if (b > 0) arm_budget(co);
+    }
     current = co;
     return was;
 }
