@@ -60,8 +60,9 @@ if os.getenv("OUTAGE_BENCH_HEAP") == "1" then
   end, { name = "_outage_bench_heap" })
 end
 
--- OUTAGE_BENCH_GC=generational|incremental: the unit's garbage-collector mode (experiments)
-if os.getenv("OUTAGE_BENCH_GC") then collectgarbage(os.getenv("OUTAGE_BENCH_GC")) end
+-- The unit's garbage-collector mode: generational, as scripts/usecases/service_outage_monitor.lua sets it;
+-- OUTAGE_BENCH_GC=incremental to compare
+collectgarbage(os.getenv("OUTAGE_BENCH_GC") or "generational")
 
 task.spawn(function()
   while not exists(ucfg.go_file) do task.sleep(0.05) end

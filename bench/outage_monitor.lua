@@ -12,6 +12,7 @@ return {
   http = { listen = os.getenv("AE_HTTP_LISTEN_B") or "127.0.0.1:0" },
   console = { socket = dir .. "/b.sock" },
   redis = { main = os.getenv("REDIS_HOSTNAME") or "127.0.0.1:6379" },
+  nats = { send_asap = os.getenv("OUTAGE_BENCH_SEND_ASAP") ~= "0" },
   defaults = { memory_limit_mb = 1024, instruction_budget = 1e9 },
   units = {
     { name = "service_outage_monitor", script = "bench/outage_driver.lua",

@@ -46,4 +46,6 @@ if want.sims and os.getenv("OUTAGE_BENCH_SEED") ~= "0" then
 end
 if part == "caps" then base_cfg.http = { listen = getenv("AE_HTTP_LISTEN") or "127.0.0.1:0" } end
 base_cfg.units = units
+-- OUTAGE_BENCH_SEND_ASAP=0: nats.c batches publishes (send_asap = false, docs/api/nats.md)
+if os.getenv("OUTAGE_BENCH_SEND_ASAP") == "0" then base_cfg.nats = { send_asap = false } end
 return base_cfg

@@ -50,12 +50,14 @@ local function declare_metrics()
   logins_total = metrics.counter("bruin_bridge_logins", "Bruin OAuth token requests by result", { "result" })
 end
 
+-- "%XX" for every byte quote_plus escapes, "+" for a space
+local ESCAPES = {}
+for b = 0, 255 do ESCAPES[string.char(b)] = string.format("%%%02X", b) end
+ESCAPES[" "] = "+"
+
 --- urlencode(s): as Python's urlencode (quote_plus): space -> "+".
 local function urlencode(s)
-  return (tostring(s):gsub("[^%w%-%._~]", function(c)
-    if c == " " then return "+" end
-    return string.format("%%%02X", c:byte())
-  end))
+  return (tostring(s):gsub("[^%w%-%._~]", ESCAPES))
 end
 M.urlencode = urlencode
 
