@@ -11,6 +11,11 @@ local task = require "ae.task"
 local timer = require "ae.timer"
 local metrics = require "ae.metrics"
 
+-- Large transient values (the links of a host: tens of MB of tables at
+-- 50,000 edges) are garbage moments later: the generational collector frees
+-- them at its next minor collection instead of letting the heap double first.
+collectgarbage("generational")
+
 local settings = require("lib.config").new("velocloud-bridge")
 
 local config = {
