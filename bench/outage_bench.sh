@@ -69,8 +69,8 @@ PROFILE=${OUTAGE_BENCH_PROFILE:-0}
 [ "$PROFILE" = 1 ] && OUTAGE_BENCH_KEEP=1
 prof() { [ "$PROFILE" = 1 ] && echo "$1" || true; }
 
-printf '| edges | cached | OFFLINE | cycle wall (first pass; re-check span) | CPU B / C / S | peak RSS B / C / S |\n'
-printf '|---|---|---|---|---|---|\n'
+printf '| edges | cached | OFFLINE | cycle wall (first pass; re-check span) | CPU B / C / S | CPU nats-server / redis | peak RSS B / C / S |\n'
+printf '|---|---|---|---|---|---|---|\n'
 for N in "${SIZES[@]}"; do
   D="$WORK/$N"
   mkdir -p "$D"
@@ -92,22 +92,29 @@ for N in "${SIZES[@]}"; do
   pids+=("$B")
   wait_for "$D/b.log" "started\|unit service_outage_monitor" 30 || true
   sleep 1
+  NP=$(cat "$WORK/srv/nats.pid")
+  RP=$(cat "$WORK/srv/redis.pid")
   s0=$(cpu "$S")
   c0=$(cpu "$C")
   b0=$(cpu "$B")
+  n0=$(cpu "$NP")
+  r0=$(cpu "$RP")
   : >"$D/go"
   for _ in $(seq 1 6000); do [ -s "$D/done" ] && break; sleep 0.05; done
   [ -s "$D/done" ] || { echo "outage_bench: no cycle result for $N edges" >&2; tail -20 "$D/b.log" >&2; exit 1; }
   s1=$(cpu "$S")
   c1=$(cpu "$C")
   b1=$(cpu "$B")
+  n1=$(cpu "$NP")
+  r1=$(cpu "$RP")
   read -r status first recheck total <"$D/done"
   cached=$(sed -n 's/.*seed done: \([0-9]*\) cache entries.*/\1/p' "$D/s.log")
   off=$(sed -n 's/.*, \([0-9]*\) edges OFFLINE.*/\1/p' "$D/s.log")
   secs() { echo "($2 - $1) / $TCK" | bc -l; }
-  printf '| %d | %s | %s | %.1f s (%.1f; %.1f)%s | %.1f / %.1f / %.1f s | %s / %s / %s MB |\n' "$N" "$cached" \
-    "$off" "$total" "$first" "$recheck" "$([ "$status" = ok ] || echo ' FAILED')" \
-    "$(secs "$b0" "$b1")" "$(secs "$c0" "$c1")" "$(secs "$s0" "$s1")" "$(hwm "$B")" "$(hwm "$C")" "$(hwm "$S")"
+  printf '| %d | %s | %s | %.1f s (%.1f; %.1f)%s | %.1f / %.1f / %.1f s | %.1f / %.1f s | %s / %s / %s MB |\n' "$N" \
+    "$cached" "$off" "$total" "$first" "$recheck" "$([ "$status" = ok ] || echo ' FAILED')" \
+    "$(secs "$b0" "$b1")" "$(secs "$c0" "$c1")" "$(secs "$s0" "$s1")" "$(secs "$n0" "$n1")" "$(secs "$r0" "$r1")" \
+    "$(hwm "$B")" "$(hwm "$C")" "$(hwm "$S")"
   grep -h "outage cycle done\|outage bench:" "$D/b.log" | sed 's/^/    /' >&2
   kill "$B" "$C" "$S"
   for p in "$B" "$C" "$S"; do wait "$p" 2>/dev/null || true; done
