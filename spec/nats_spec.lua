@@ -34,6 +34,17 @@ local function recorder(subj)
   return rec
 end
 
+-- records the raw payloads (an offload stub stays a stub: a second
+-- subscriber resolving it would consume the stored message, GET then DEL)
+local function raw_recorder(subj)
+  local rec = { msgs = {} }
+  rec.sub = assert(core.subscribe(nats.default()._h, subj, nil, function(s, reply, data)
+    rec.msgs[#rec.msgs + 1] = { m = { subject = s, reply = reply, data = data }, at = clock.now() }
+  end))
+  assert(nats.flush(2))
+  return rec
+end
+
 local function raw_publish(subj, data, reply)
   return core.publish(nats.default()._h, subj, data, reply)
 end
@@ -167,7 +178,7 @@ describe("ae.nats", function()
   it("offloads a reply over 1 MB; the requester recovers it and deletes the key", function()
     local subj = subject("bigreply")
     local big = string.rep("z", 1100000)
-    local wire = recorder("_INBOX.>")
+    local wire = raw_recorder("_INBOX.>")
     local sub = assert(nats.serve(subj, function(req)
       return { status = 200, body = { data = big, id = req.request_id } }
     end))

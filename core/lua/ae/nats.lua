@@ -68,8 +68,26 @@ local function offload(text)
   return '{"token":"' .. token .. '","is_stored":true}'
 end
 
--- Recover an offloaded message ({"token":..., "is_stored": true}).
+-- One offloaded message fetched and decoded at a time per unit: the replies
+-- of concurrent requests (the links of four hosts, each tens of MB once
+-- decoded) would otherwise all be in memory together. The requests still go
+-- out concurrently; a task decodes its message and goes on without yielding,
+-- so by the time the next one fetches, the caller may have dropped the last.
+local recover_lock
+
+local recover_one
+
 local function recover(stub)
+  recover_lock = recover_lock or task.semaphore(1)
+  recover_lock:acquire()
+  local ok, v, err = pcall(recover_one, stub)
+  recover_lock:release()
+  if not ok then error(v, 0) end
+  return v, err
+end
+
+-- Recover an offloaded message ({"token":..., "is_stored": true}).
+function recover_one(stub)
   local token = stub.token
   if type(token) ~= "string" or token == "" then
     count("aengine_nats_offload_errors", "Large-message offloads to Redis that failed", "op", "recover")

@@ -328,6 +328,10 @@ function M.new(ctx)
     local outage, healthy = logic.split_outage(items)
     items = nil -- luacheck: ignore 311
     light(healthy)
+    -- the host's links reply (tens of MB of tables at 50,000 edges) is garbage
+    -- now: collect it before the next host's reply is fetched (ae.nats fetches
+    -- one offloaded reply at a time), so only one is ever in memory
+    collectgarbage()
     if #outage > 0 then
       P.rechecks = P.rechecks + 1
       local name = string.format("_ticket_creation_recheck:%s:%d", host, P.rechecks)
