@@ -297,6 +297,7 @@ function M.new(ctx)
     local outage, healthy = logic.split_outage(fresh)
     fresh = nil -- luacheck: ignore 311
     light(healthy)
+    collectgarbage() -- the links reply again (see process_host)
     if #outage > 0 then
       if not production then
         log.info("%d edges of %s still in outage, no ticket because the current working environment is %s",
