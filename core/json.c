@@ -19,9 +19,11 @@
  *    surrogates decode to U+FFFD; ascii = true escapes non-ASCII like Python;
  *  - nesting is limited to AE_JSON_MAX_DEPTH in both directions.
  *
- * Neither direction calls Lua code (raw accesses only, no metamethods), so
- * the codec cannot be re-entered. Errors inside the codec use longjmp to the
- * entry point of each direction; the only memory held across them is the
+ * Neither direction calls Lua code (raw accesses only, no metamethods),
+ * except json.decode_each's callback, called between two array elements
+ * (when no string is being built in the scratch buffer, so a callback may
+ * decode or encode itself). Errors inside the codec use longjmp to the entry
+ * point of each direction; the only memory held across them is the
  * thread-local scratch/output buffers, which are reused, never leaked.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -620,7 +622,14 @@ typedef struct {
     jmp_buf jb;
     char *err;
     size_t errlen;
+    /* json.decode_each: the top-level member whose array goes to a callback */
+    const char *each_key;
+    size_t each_len;
+    int each_fn;     /* stack slot of the callback */
+    int each_failed; /* the callback raised: its error is in the registry */
 } dec;
+
+#define EACH_ERROR "ae.json.each_error"
 
 _Noreturn static void dec_fail(dec *d, const char *at, const char *fmt, ...) AE_PRINTF(3, 4);
 _Noreturn static void dec_fail(dec *d, const char *at, const char *fmt, ...) {
@@ -939,6 +948,43 @@ static void dec_array(dec *d) {
     d->depth--;
 }
 
+/* json.decode_each: the array at d->p goes element by element to the
+ * callback (element, index); nothing is left on the stack. */
+static void dec_array_each(dec *d) {
+    lua_State *L = d->L;
+    char tmp[16];
+    dec_enter(d);
+    lua_Integer n = 0;
+    d->p = skip_ws(d->p + 1, d->end);
+    if (d->p < d->end && *d->p == ']') {
+        d->p++;
+    } else {
+        for (;;) {
+            if (!lua_checkstack(L, 4)) dec_fail(d, d->p, "Lua stack overflow");
+            lua_pushvalue(L, d->each_fn);
+            dec_value(d);
+            lua_pushinteger(L, ++n);
+            if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+                lua_setfield(L, LUA_REGISTRYINDEX, EACH_ERROR);
+                d->each_failed = 1;
+                snprintf(d->err, d->errlen, "ae.json.decode_each: the callback raised an error");
+                longjmp(d->jb, 1);
+            }
+            d->p = skip_ws(d->p, d->end);
+            if (d->p < d->end && *d->p == ',') {
+                d->p++;
+                continue;
+            }
+            if (d->p < d->end && *d->p == ']') {
+                d->p++;
+                break;
+            }
+            dec_fail(d, d->p, "expected ',' or ']', got %s", got(d, d->p, tmp));
+        }
+    }
+    d->depth--;
+}
+
 static void dec_object(dec *d) {
     lua_State *L = d->L;
     char tmp[16];
@@ -956,6 +1002,16 @@ static void dec_object(dec *d) {
             d->p = skip_ws(d->p, d->end);
             if (d->p >= d->end || *d->p != ':') dec_fail(d, d->p, "expected ':', got %s", got(d, d->p, tmp));
             d->p++;
+            if (d->each_key && d->depth == 1) {
+                size_t klen;
+                const char *k = lua_tolstring(L, -1, &klen);
+                d->p = skip_ws(d->p, d->end);
+                if (klen == d->each_len && memcmp(k, d->each_key, klen) == 0 && d->p < d->end && *d->p == '[') {
+                    lua_pop(L, 1); /* the key: this member is not kept */
+                    dec_array_each(d);
+                    goto next_member;
+                }
+            }
             dec_value(d);
             if (table)
                 lua_rawset(L, base + 1);
@@ -963,6 +1019,7 @@ static void dec_object(dec *d) {
                 dec_collect(L, base, n, 1, 2 * PENDING_MAX);
                 table = 1;
             }
+        next_member:
             d->p = skip_ws(d->p, d->end);
             if (d->p < d->end && *d->p == ',') {
                 d->p++;
@@ -1033,9 +1090,14 @@ static int dec_run(dec *d) {
 
 /* Decode onto L's stack. Returns 0 with the value on top, or -1 with the
  * stack as it was and err set. Lua errors (out of memory) propagate. */
-static int decode(lua_State *L, const char *text, size_t len, char *err, size_t errlen) {
+static int decode_with(lua_State *L, const char *text, size_t len, char *err, size_t errlen, const char *each_key,
+                       size_t each_len, int each_fn, int *each_failed) {
     dec d;
     int top = lua_gettop(L);
+    d.each_key = each_key;
+    d.each_len = each_len;
+    d.each_fn = each_fn;
+    d.each_failed = 0;
     init_tables();
     luaL_checkstack(L, 8, "ae.json");
     push_mt(L, ARRAY_MT);
@@ -1050,6 +1112,7 @@ static int decode(lua_State *L, const char *text, size_t len, char *err, size_t 
     d.errlen = errlen;
     int rc = dec_run(&d);
     if (scratch.cap > KEEP_BUFFER) buf_trim(&scratch);
+    if (each_failed) *each_failed = d.each_failed;
     if (rc) {
         lua_settop(L, top);
         return -1;
@@ -1057,6 +1120,10 @@ static int decode(lua_State *L, const char *text, size_t len, char *err, size_t 
     lua_replace(L, top + 1);
     lua_settop(L, top + 1);
     return 0;
+}
+
+static int decode(lua_State *L, const char *text, size_t len, char *err, size_t errlen) {
+    return decode_with(L, text, len, err, errlen, NULL, 0, 0, NULL);
 }
 
 typedef struct {
@@ -1144,6 +1211,20 @@ static int l_encode(lua_State *L) {
     return 1;
 }
 
+/* nil, err for a document that is not JSON, with a DEBUG line and a metric */
+static int decode_failed(lua_State *L, const char *what, const char *err) {
+    ae_unit *u = ae_unit_of(L);
+    const char *uname = u && u->name ? u->name : "engine";
+    lua_Debug ar;
+    int line = 0;
+    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "l", &ar)) line = ar.currentline > 0 ? ar.currentline : 0;
+    ae_log(AE_LOG_DEBUG, uname, line, "%s failed: %s", what, err);
+    ae_metric_inc("aengine_json_decode_errors", "Invalid JSON documents given to ae.json.decode", "unit", uname, 1);
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+}
+
 /* decode(text) -> value | nil, "ae.json: <what> at line L column C (byte B)" */
 static int l_decode(lua_State *L) {
     char err[AE_JSON_ERRLEN];
@@ -1153,16 +1234,31 @@ static int l_decode(lua_State *L) {
     const char *text = lua_tolstring(L, 1, &len);
     lua_settop(L, 1);
     if (decode(L, text, len, err, sizeof err) == 0) return 1;
-    ae_unit *u = ae_unit_of(L);
-    const char *uname = u && u->name ? u->name : "engine";
-    lua_Debug ar;
-    int line = 0;
-    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "l", &ar)) line = ar.currentline > 0 ? ar.currentline : 0;
-    ae_log(AE_LOG_DEBUG, uname, line, "json.decode failed: %s", err);
-    ae_metric_inc("aengine_json_decode_errors", "Invalid JSON documents given to ae.json.decode", "unit", uname, 1);
-    lua_pushnil(L);
-    lua_pushstring(L, err);
-    return 2;
+    return decode_failed(L, "json.decode", err);
+}
+
+/* decode_each(text, key, fn) -> value | nil, message: as decode, but when the
+ * top-level value is an object whose member `key` is an array, that array is
+ * not built: fn(element, index) gets its elements one by one, and the result
+ * has no such member. An error raised by fn propagates. */
+static int l_decode_each(lua_State *L) {
+    char err[AE_JSON_ERRLEN];
+    size_t len, klen;
+    if (lua_type(L, 1) != LUA_TSTRING)
+        return luaL_error(L, "ae.json.decode_each: text must be a string, got %s", luaL_typename(L, 1));
+    const char *key = luaL_checklstring(L, 2, &klen);
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+    const char *text = lua_tolstring(L, 1, &len);
+    lua_settop(L, 3);
+    int failed = 0;
+    if (decode_with(L, text, len, err, sizeof err, key, klen, 3, &failed) == 0) return 1;
+    if (failed) {
+        lua_getfield(L, LUA_REGISTRYINDEX, EACH_ERROR);
+        lua_pushnil(L);
+        lua_setfield(L, LUA_REGISTRYINDEX, EACH_ERROR);
+        return lua_error(L);
+    }
+    return decode_failed(L, "json.decode_each", err);
 }
 
 /* array([t]) / object([t]) -> t, marked */
@@ -1226,8 +1322,9 @@ static int l_is_array(lua_State *L) {
 }
 
 int luaopen_ae_json(lua_State *L) {
-    static const luaL_Reg fns[] = {{"encode", l_encode}, {"decode", l_decode},     {"array", l_array},
-                                   {"object", l_object}, {"is_array", l_is_array}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"encode", l_encode}, {"decode", l_decode}, {"decode_each", l_decode_each},
+                                   {"array", l_array},   {"object", l_object}, {"is_array", l_is_array},
+                                   {NULL, NULL}};
     init_tables();
     luaL_newlib(L, fns);
     lua_pushlightuserdata(L, JSON_NULL);

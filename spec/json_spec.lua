@@ -280,6 +280,58 @@ describe("ae.json", function()
     end)
   end)
 
+  describe("decode_each", function()
+    it("hands the top-level member's array to the callback, element by element, and leaves it out", function()
+      local got = {}
+      local v = assert(json.decode_each('{"request_id":"x","status":200,"body":[{"a":1},{"a":2},[3],"s",null]}',
+        "body", function(e, i) got[#got + 1] = { e, i } end))
+      assert.same({ "x", 200 }, { v.request_id, v.status })
+      assert.is_nil(v.body)
+      assert.equal(5, #got)
+      assert.same({ 1, 2, 3, 4, 5 }, { got[1][2], got[2][2], got[3][2], got[4][2], got[5][2] })
+      assert.equal(1, got[1][1].a)
+      assert.is_false(json.is_array(got[1][1]))
+      assert.is_true(json.is_array(got[3][1]))
+      assert.equal("s", got[4][1])
+      assert.equal(json.null, got[5][1])
+      assert.is_false(json.is_array(v)) -- the rest is still a marked object
+    end)
+
+    it("keeps a member that is not an array, and ignores nested members of that name", function()
+      local called = 0
+      local v = assert(json.decode_each('{"status":500,"body":"boom","x":{"body":[1]}}', "body",
+        function() called = called + 1 end))
+      assert.equal("boom", v.body)
+      assert.same({ 1 }, v.x.body)
+      assert.equal(0, called)
+      assert.same({ 1, 2 }, json.decode_each("[1,2]", "body", function() called = called + 1 end))
+      assert.equal(0, called)
+    end)
+
+    it("propagates the callback's error, and reports bad JSON as decode does", function()
+      local seen = {}
+      local ok, err = pcall(json.decode_each, '{"body":[1,2,3]}', "body", function(e)
+        seen[#seen + 1] = e
+        if e == 2 then error("bad two", 0) end
+      end)
+      assert.is_false(ok)
+      assert.equal("bad two", err)
+      assert.same({ 1, 2 }, seen)
+      local v, msg = json.decode_each('{"body":[1,2,', "body", function() end)
+      assert.is_nil(v)
+      assert.matches("^ae.json: expected a value, got end of input at line 1 column 14", msg)
+      assert.has_error(function() json.decode_each('{}', "body", "not a function") end)
+    end)
+
+    it("lets the callback decode and encode (no shared state while it runs)", function()
+      local inner = {}
+      json.decode_each([[{"body":[{"x":"{\"y\":[1,\"\\u00e9\"]}"},{"x":"[]"}]}]], "body", function(e)
+        inner[#inner + 1] = json.encode(json.decode(e.x), { ascii = true })
+      end)
+      assert.same({ '{"y":[1,"\\u00e9"]}', "[]" }, inner)
+    end)
+  end)
+
   describe("marks", function()
     it("json.array / json.object return the table they mark", function()
       local t = {}

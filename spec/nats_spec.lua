@@ -175,6 +175,31 @@ describe("ae.nats", function()
   end)
 
   -- case 4
+  it("opts.decode: an offloaded reply's body list is streamed to json.decode_each's callback", function()
+    local subj = subject("bigstream")
+    local rows = {}
+    for i = 1, 30000 do rows[i] = { id = i, name = "edge-with-a-long-name-" .. i } end -- ~1.3 MB: offloaded
+    local sub = assert(nats.serve(subj, function() return { status = 200, body = rows } end))
+    assert(nats.flush(2))
+    local got, decoded = 0, 0
+    local reply = assert(nats.request(subj, { request_id = "S1", body = {} }, { timeout = 5,
+      decode = function(text)
+        decoded = decoded + 1
+        got = 0 -- a fresh count per decode: the stub, then the recovered text
+        return json.decode_each(text, "body", function(row, i)
+          assert.equal(i, row.id)
+          got = got + 1
+        end)
+      end }))
+    assert.equal(200, reply.status)
+    assert.equal("S1", reply.request_id)
+    assert.is_nil(reply.body)
+    assert.equal(30000, got)
+    assert.equal(2, decoded) -- the stub and the offloaded text
+    assert.has_error(function() nats.request(subj, {}, { decode = "json" }) end)
+    sub:unsubscribe()
+  end)
+
   it("offloads a reply over 1 MB; the requester recovers it and deletes the key", function()
     local subj = subject("bigreply")
     local big = string.rep("z", 1100000)

@@ -74,12 +74,15 @@ end
 -- opts.timeout (s, default 10), opts.retry (default: the unit's policy),
 -- opts.doing (what the request does, for error texts), opts.notify = false
 -- to skip the Slack error message, opts.expected = {[409] = true, ...}:
--- statuses that are normal answers of the protocol (logged at INFO, no Slack).
+-- statuses that are normal answers of the protocol (logged at INFO, no Slack),
+-- opts.decode = a reply decoder for ae.nats (e.g. json.decode_each to stream
+-- a long body list: the reply then has no `body`, see docs/api/json.md).
 function M.call(subject, message, opts)
   opts = opts or {}
   local retry = opts.retry
   if retry == nil then retry = settings.retry end
-  local reply, err = nats.request(subject, message, { timeout = opts.timeout or 10, retry = retry })
+  local reply, err = nats.request(subject, message, { timeout = opts.timeout or 10, retry = retry,
+    decode = opts.decode })
   local notify = settings.notify_errors and opts.notify ~= false and opts.doing
   if not reply then
     log.error("request to %s failed: %s", subject, tostring(err))

@@ -38,7 +38,7 @@ local function call(kind, body, opts, doing)
   check(type(opts) == "table", "call", "opts must be a table")
   return rpc.call(M.SUBJECTS[kind], rpc.envelope(body), {
     timeout = opts.timeout or M.TIMEOUTS[kind], doing = opts.doing or doing, retry = opts.retry,
-    notify = opts.notify,
+    notify = opts.notify, decode = opts.decode,
   })
 end
 

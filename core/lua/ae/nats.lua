@@ -77,17 +77,17 @@ local recover_lock
 
 local recover_one
 
-local function recover(stub)
+local function recover(stub, dec)
   recover_lock = recover_lock or task.semaphore(1)
   recover_lock:acquire()
-  local ok, v, err = pcall(recover_one, stub)
+  local ok, v, err = pcall(recover_one, stub, dec)
   recover_lock:release()
   if not ok then error(v, 0) end
   return v, err
 end
 
 -- Recover an offloaded message ({"token":..., "is_stored": true}).
-function recover_one(stub)
+function recover_one(stub, dec)
   local token = stub.token
   if type(token) ~= "string" or token == "" then
     count("aengine_nats_offload_errors", "Large-message offloads to Redis that failed", "op", "recover")
@@ -107,7 +107,7 @@ function recover_one(stub)
     count("aengine_nats_offload_errors", "Large-message offloads to Redis that failed", "op", "recover")
     return nil, "offloaded message " .. token .. " is not in Redis (expired or already read)"
   end
-  local v, derr = decode(text)
+  local v, derr = (dec or decode)(text)
   if v == nil then
     count("aengine_nats_offload_errors", "Large-message offloads to Redis that failed", "op", "recover")
     return nil, "offloaded message " .. token .. " is not valid JSON: " .. tostring(derr)
@@ -166,12 +166,16 @@ local function check_subject(subject, fn)
   end
 end
 
---- c:request(subject, msg, {timeout = 10, retry = false|"default"|"cache"|{...}})
+--- c:request(subject, msg, {timeout = 10, retry = false|"default"|"cache"|{...}, decode = fn})
 -- -> reply | nil, "ae.nats: <reason>"
+-- decode(text) -> value | nil, err replaces json.decode for the reply (and
+-- for an offloaded reply's text), e.g. json.decode_each to stream its body.
 function Conn:request(subject, msg, opts)
   check_subject(subject, "request")
   opts = opts or {}
   local timeout = opts.timeout or M.DEFAULT_TIMEOUT
+  local dec = opts.decode or decode
+  if type(dec) ~= "function" then error("ae.nats.request: decode must be a function", 2) end
   if type(timeout) ~= "number" or timeout <= 0 then error("ae.nats.request: timeout must be a number > 0", 2) end
   local policy = resolve_policy(opts.retry)
   local text = serialize(msg, 2)
@@ -190,7 +194,7 @@ function Conn:request(subject, msg, opts)
       local data
       data, e = core.request(h, subject, payload, timeout)
       if data then
-        local v, derr = decode(data)
+        local v, derr = dec(data)
         if v ~= nil then
           reply = v
           break
@@ -212,7 +216,7 @@ function Conn:request(subject, msg, opts)
     return nil, string.format("ae.nats: request to %s failed after %d attempt(s): %s", subject, attempt, tostring(err))
   end
   if is_object(reply) and reply.is_stored == true then
-    local full, rerr = recover(reply)
+    local full, rerr = recover(reply, dec)
     if full == nil then
       log.error("ae.nats: reply from %s: %s", subject, rerr)
       return nil, "ae.nats: reply from " .. subject .. ": " .. rerr

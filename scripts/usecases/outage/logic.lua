@@ -74,27 +74,39 @@ function M.edge_key(host, enterprise_id, edge_id)
   return tostring(host) .. "\0" .. tostring(enterprise_id) .. "\0" .. tostring(edge_id)
 end
 
+--- link_grouper([wanted]) -> g: g.add(link) groups one links record by edge
+-- into g.list (edge statuses, first-appearance order) and g.index (key ->
+-- status); with `wanted` (a set of edge keys) the other edges are skipped.
+-- Records can be fed one by one while a reply is decoded (json.decode_each).
+function M.link_grouper(wanted)
+  local g = { list = {}, index = {} }
+  local list, index = g.list, g.index
+  function g.add(link)
+    if type(link) ~= "table" then return end
+    local edge_id = link.edgeId
+    if is_null(edge_id) or edge_id == 0 then return end
+    local key = M.edge_key(link.host, link.enterpriseId, edge_id)
+    if wanted and not wanted[key] then return end
+    local status = index[key]
+    if not status then
+      status = { links = {} }
+      for _, f in ipairs(EDGE_FIELDS) do status[f] = link[f] end
+      index[key] = status
+      list[#list + 1] = status
+    end
+    local l = {}
+    for _, f in ipairs(LINK_FIELDS) do l[f] = link[f] end
+    status.links[#status.links + 1] = l
+  end
+  return g
+end
+
 --- group_links_by_edge(links) -> list of edge statuses (first-appearance
 -- order) and an index key -> status.
 function M.group_links_by_edge(links)
-  local list, index = {}, {}
-  for _, link in ipairs(links or {}) do
-    local edge_id = link.edgeId
-    if type(link) == "table" and not is_null(edge_id) and edge_id ~= 0 then
-      local key = M.edge_key(link.host, link.enterpriseId, edge_id)
-      local status = index[key]
-      if not status then
-        status = { links = {} }
-        for _, f in ipairs(EDGE_FIELDS) do status[f] = link[f] end
-        index[key] = status
-        list[#list + 1] = status
-      end
-      local l = {}
-      for _, f in ipairs(LINK_FIELDS) do l[f] = link[f] end
-      status.links[#status.links + 1] = l
-    end
-  end
-  return list, index
+  local g = M.link_grouper()
+  for _, link in ipairs(links or {}) do g.add(link) end
+  return g.list, g.index
 end
 
 function M.cache_key(entry)

@@ -286,12 +286,16 @@ function M.new(ctx)
   function P.recheck(items, whitelist)
     if #items == 0 then return end
     local host = items[1].cached_info.edge.host
-    local links = repo.links(host)
+    local cached, wanted = {}, {}
+    for i, it in ipairs(items) do
+      cached[i] = it.cached_info
+      wanted[logic.cache_key(it.cached_info)] = true
+    end
+    -- only the statuses of these edges are kept while the reply is decoded
+    local links, grouped = repo.links(host, wanted)
     if not ok(links) then return end
-    local index = select(2, logic.group_links_by_edge(links.body)) -- not the list: it would stay alive
-    links = nil -- luacheck: ignore 311 (the raw reply is garbage from here on)
-    local cached = {}
-    for i, it in ipairs(items) do cached[i] = it.cached_info end
+    local index = grouped.index
+    links, grouped = nil, nil -- luacheck: ignore 311
     local fresh = logic.map_cache_to_status(cached, index)
     index = nil -- luacheck: ignore 311
     local outage, healthy = logic.split_outage(fresh)
@@ -317,10 +321,10 @@ function M.new(ctx)
   ----------------------------------------------------------------------------
   -- Cycle (§4.2, §4.3)
   function P.process_host(host, entries, whitelist)
-    local links = repo.links(host)
+    local links, grouped = repo.links(host) -- the records are grouped while the reply is decoded
     if not ok(links) then return end
-    local index = select(2, logic.group_links_by_edge(links.body)) -- not the list: it would stay alive
-    links = nil -- luacheck: ignore 311 (the raw reply is garbage from here on)
+    local index = grouped.index -- not the list: it would stay alive
+    links, grouped = nil, nil -- luacheck: ignore 311
     local items, skipped = logic.map_cache_to_status(entries, index)
     index = nil -- luacheck: ignore 311
     for _, e in ipairs(skipped) do log.info("no status for edge %s: skipped", logic.edge_text(e.edge)) end
@@ -329,9 +333,9 @@ function M.new(ctx)
     local outage, healthy = logic.split_outage(items)
     items = nil -- luacheck: ignore 311
     light(healthy)
-    -- the host's links reply (tens of MB of tables at 50,000 edges) is garbage
-    -- now: collect it before the next host's reply is fetched (ae.nats fetches
-    -- one offloaded reply at a time), so only one is ever in memory
+    -- the host's links reply (18 MB of text and the grouped statuses at 50,000
+    -- edges) is garbage now: collect it before the next host's reply is fetched
+    -- (ae.nats fetches one offloaded reply at a time), so only one is in memory
     collectgarbage()
     if #outage > 0 then
       P.rechecks = P.rechecks + 1

@@ -10,6 +10,7 @@
 local rpc = require "lib.rpc"
 local json = require "ae.json"
 local log = require "ae.log"
+local logic = require "usecases.outage.logic"
 
 local M = {}
 
@@ -81,19 +82,34 @@ function M.new(cfg, clients)
     return ok(reply) and reply.status ~= 202
   end
 
-  function R.links(host)
-    return fail(velocloud.links_with_edge_info({ host = host }, opts({ doing = "retrieving links with edge info" })),
+  --- links(host [, wanted]) -> reply, grouper: the reply's records go straight
+  -- into a logic.link_grouper(wanted) while the reply is decoded (the list of
+  -- tens of thousands of records is never built; reply.body is then absent).
+  -- A body that is not a list (an error text; a test double's table) stays in
+  -- the reply, and the grouper is empty.
+  function R.links(host, wanted)
+    local grouper = logic.link_grouper(wanted)
+    local o = opts({ doing = "retrieving links with edge info" })
+    o.decode = function(text)
+      grouper = logic.link_grouper(wanted) -- a fresh one per attempt (stub, offloaded text, retry)
+      return json.decode_each(text, "body", grouper.add)
+    end
+    local reply = fail(velocloud.links_with_edge_info({ host = host }, o),
       function(status, body)
         return string.format("Error while retrieving links with edge info in %s environment: Error %s - %s",
           ENVNAME, tostring(status), body)
       end,
       function(e) return "An error occurred when requesting edge list from Velocloud -> " .. e end)
+    if ok(reply) and type(reply.body) == "table" then
+      for _, link in ipairs(reply.body) do grouper.add(link) end
+    end
+    return reply, grouper
   end
 
   function R.events(edge, start_date, end_date, types)
     local filter = json.array({})
     for i, t in ipairs(types) do filter[i] = t end
-    local eid = require("usecases.outage.logic").edge_text(edge)
+    local eid = logic.edge_text(edge)
     return fail(velocloud.edge_events({ host = edge.host, enterprise_id = edge.enterprise_id, edge_id = edge.edge_id,
       start = start_date, ["end"] = end_date, filter = filter }, opts({ doing = "requesting edge events" })),
       function(status, body)

@@ -59,16 +59,16 @@ function M.new(ctx)
 
   -- Edge statuses of every triage host, by serial (§5.2 step 7).
   function P.edge_statuses(monitored)
-    local all = {}
+    local statuses = {}
     for _, host in ipairs(cfg.triage_velo_hosts) do
-      local links = repo.links(host)
-      if ok(links) and type(links.body) == "table" then
-        table.move(links.body, 1, #links.body, #all + 1, all)
+      local links, grouped = repo.links(host)
+      -- a list body was grouped while decoded (body absent) or by repo.links (body a table)
+      if ok(links) and (links.body == nil or type(links.body) == "table") then
+        table.move(grouped.list, 1, #grouped.list, #statuses + 1, statuses)
       else
         log.error("links of %s not available: its edges get no initial triage note", host)
       end
     end
-    local statuses = logic.group_links_by_edge(all)
     local by_serial = {}
     for _, s in ipairs(statuses) do
       if monitored[s.edgeSerialNumber] then by_serial[s.edgeSerialNumber] = s end
