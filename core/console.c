@@ -290,6 +290,17 @@ static void cmd_units(client *c) {
     free(b.s);
 }
 
+typedef struct {
+    sbuf *b;
+    const char *unit;
+} task_row;
+
+static void add_task_row(const ae_task_info *t, void *ud) {
+    task_row *row = ud;
+    sb_printf(row->b, "%-24s %8lld %-32s %-8s %-9s %8.1fs\n", row->unit, (long long)t->id, t->name, t->state, t->wait,
+              t->age);
+}
+
 static void cmd_tasks(client *c, const char *name) {
     ae_unit *list[256];
     int n;
@@ -297,23 +308,8 @@ static void cmd_tasks(client *c, const char *name) {
     sbuf b = {0};
     sb_printf(&b, "%-24s %8s %-32s %-8s %-9s %9s\n", "UNIT", "ID", "TASK", "STATE", "WAITING", "AGE");
     for (int i = 0; i < n; i++) {
-        ae_unit *u = list[i];
-        lua_State *L = u->L;
-        if (!L || !lua_checkstack(L, 8)) continue;
-        ae_task_describe_all(L, u);
-        lua_Integer k = (lua_Integer)lua_rawlen(L, -1);
-        for (lua_Integer j = 1; j <= k; j++) {
-            lua_rawgeti(L, -1, j);
-            lua_getfield(L, -1, "id");
-            lua_getfield(L, -2, "name");
-            lua_getfield(L, -3, "state");
-            lua_getfield(L, -4, "wait");
-            lua_getfield(L, -5, "age");
-            sb_printf(&b, "%-24s %8lld %-32s %-8s %-9s %8.1fs\n", u->name, (long long)lua_tointeger(L, -5),
-                      lua_tostring(L, -4), lua_tostring(L, -3), lua_tostring(L, -2), lua_tonumber(L, -1));
-            lua_pop(L, 6);
-        }
-        lua_pop(L, 1);
+        task_row row = {&b, list[i]->name};
+        ae_task_each(list[i], add_task_row, &row);
     }
     answer(c, 1, sb_str(&b), b.len);
     free(b.s);

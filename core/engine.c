@@ -137,28 +137,27 @@ void ae_engine_on_stop(ae_hook_fn fn, void *arg) {
 
 int ae_engine_stopping(void) { return eng.stopping; }
 
-/* At the shutdown deadline: which tasks held the engine (at most `max`
- * lines), so an operator can tell a slow vendor call from a stuck loop. */
+/* At the shutdown deadline: which tasks and held resources kept the engine
+ * (at most `max` lines), so an operator can tell a slow vendor call from a
+ * stuck loop. */
+typedef struct {
+    const char *unit;
+    int shown, max;
+} live_log;
+
+static void log_live_task(const ae_task_info *t, void *ud) {
+    live_log *l = ud;
+    if (l->shown++ >= l->max) return;
+    ae_log(AE_LOG_WARNING, l->unit, 0, "still running at the deadline: task '%s' (%s, waiting on %s, %.1f s old)",
+           t->name, t->state, t->wait, t->age);
+}
+
 static void log_live_tasks(int max) {
-    int shown = 0;
-    for (ae_unit *u = ae_engine_units(); u && shown < max; u = u->next) {
-        lua_State *L = u->L;
-        if (!L || !lua_checkstack(L, 8)) continue;
-        ae_task_describe_all(L, u);
-        lua_Integer k = (lua_Integer)lua_rawlen(L, -1);
-        for (lua_Integer j = 1; j <= k && shown < max; j++, shown++) {
-            lua_rawgeti(L, -1, j);
-            lua_getfield(L, -1, "name");
-            lua_getfield(L, -2, "state");
-            lua_getfield(L, -3, "wait");
-            lua_getfield(L, -4, "age");
-            ae_log(AE_LOG_WARNING, u->name, 0,
-                   "still running at the deadline: task '%s' (%s, waiting on %s, %.1f s old)", lua_tostring(L, -4),
-                   lua_tostring(L, -3), lua_tostring(L, -2), lua_tonumber(L, -1));
-            lua_pop(L, 5);
-        }
-        lua_pop(L, 1);
-        for (ae_resource *r = u->holds.next; r != &u->holds && shown < max; r = r->next, shown++)
+    live_log l = {NULL, 0, max};
+    for (ae_unit *u = ae_engine_units(); u && l.shown < max; u = u->next) {
+        l.unit = u->name;
+        ae_task_each(u, log_live_task, &l);
+        for (ae_resource *r = u->holds.next; r != &u->holds && l.shown < max; r = r->next, l.shown++)
             ae_log(AE_LOG_WARNING, u->name, 0, "still open at the deadline: %s", r->kind);
     }
 }

@@ -24,7 +24,13 @@ ae_task *ae_task_ready_next(ae_task *t);
 void ae_task_set_ready_next(ae_task *t, ae_task *next);
 void ae_task_destroy_all(ae_unit *u); /* force: unit being closed */
 int ae_tasks_io_pending(double younger_than_seconds);
-void ae_task_describe_all(lua_State *L, ae_unit *u); /* pushes a list */
+typedef struct {
+    unsigned long id;
+    const char *name, *state, *wait; /* wait: what a waiting task waits on */
+    double age;                      /* seconds since it started */
+} ae_task_info;
+void ae_task_each(ae_unit *u, void (*fn)(const ae_task_info *, void *), void *ud); /* every live task */
+void ae_task_describe_all(lua_State *L, ae_unit *u); /* pushes a list of {id, name, state, wait, age} */
 int luaopen_ae_core_task(lua_State *L);
 
 /* unit.c */

@@ -881,6 +881,22 @@ static void dec_enter(dec *d) {
     d->depth++;
 }
 
+/* After a container's element: 1 when a ',' announces another one, 0 when
+ * `close` ends the container (both consumed); anything else fails. */
+static int dec_more(dec *d, char close) {
+    char tmp[16];
+    d->p = skip_ws(d->p, d->end);
+    if (d->p < d->end && *d->p == ',') {
+        d->p++;
+        return 1;
+    }
+    if (d->p < d->end && *d->p == close) {
+        d->p++;
+        return 0;
+    }
+    dec_fail(d, d->p, "expected ',' or '%c', got %s", close, got(d, d->p, tmp));
+}
+
 /* Containers are built with their final size: up to PENDING_MAX elements (or
  * key/value pairs) are decoded onto the stack first, then moved into a table
  * created with that size, so small objects and arrays (the common case) cost
@@ -912,7 +928,6 @@ static void dec_collect(lua_State *L, int base, int n, int pairs, int size) {
 
 static void dec_array(dec *d) {
     lua_State *L = d->L;
-    char tmp[16];
     dec_enter(d);
     int base = lua_gettop(L), table = 0;
     lua_Integer n = 0;
@@ -930,16 +945,7 @@ static void dec_array(dec *d) {
                 dec_collect(L, base, (int)n, 0, 2 * PENDING_MAX);
                 table = 1;
             }
-            d->p = skip_ws(d->p, d->end);
-            if (d->p < d->end && *d->p == ',') {
-                d->p++;
-                continue;
-            }
-            if (d->p < d->end && *d->p == ']') {
-                d->p++;
-                break;
-            }
-            dec_fail(d, d->p, "expected ',' or ']', got %s", got(d, d->p, tmp));
+            if (!dec_more(d, ']')) break;
         }
     }
     if (!table) dec_collect(L, base, (int)n, 0, (int)n);
@@ -952,7 +958,6 @@ static void dec_array(dec *d) {
  * callback (element, index); nothing is left on the stack. */
 static void dec_array_each(dec *d) {
     lua_State *L = d->L;
-    char tmp[16];
     dec_enter(d);
     lua_Integer n = 0;
     d->p = skip_ws(d->p + 1, d->end);
@@ -970,16 +975,7 @@ static void dec_array_each(dec *d) {
                 snprintf(d->err, d->errlen, "ae.json.decode_each: the callback raised an error");
                 longjmp(d->jb, 1);
             }
-            d->p = skip_ws(d->p, d->end);
-            if (d->p < d->end && *d->p == ',') {
-                d->p++;
-                continue;
-            }
-            if (d->p < d->end && *d->p == ']') {
-                d->p++;
-                break;
-            }
-            dec_fail(d, d->p, "expected ',' or ']', got %s", got(d, d->p, tmp));
+            if (!dec_more(d, ']')) break;
         }
     }
     d->depth--;
@@ -1020,16 +1016,7 @@ static void dec_object(dec *d) {
                 table = 1;
             }
         next_member:
-            d->p = skip_ws(d->p, d->end);
-            if (d->p < d->end && *d->p == ',') {
-                d->p++;
-                continue;
-            }
-            if (d->p < d->end && *d->p == '}') {
-                d->p++;
-                break;
-            }
-            dec_fail(d, d->p, "expected ',' or '}', got %s", got(d, d->p, tmp));
+            if (!dec_more(d, '}')) break;
         }
     }
     if (!table) dec_collect(L, base, n, 1, n);

@@ -267,23 +267,33 @@ static const char *wait_name(int w) {
     }
 }
 
+void ae_task_each(ae_unit *u, void (*fn)(const ae_task_info *, void *), void *ud) {
+    for (ae_task *t = u->tasks; t; t = t->next) {
+        ae_task_info info = {t->id, t->name, state_name(t->state), wait_name(t->wait_kind),
+                             ae_clock_now() - t->started};
+        fn(&info, ud);
+    }
+}
+
+static void describe_one(const ae_task_info *info, void *ud) {
+    lua_State *L = ud;
+    lua_createtable(L, 0, 5);
+    lua_pushinteger(L, (lua_Integer)info->id);
+    lua_setfield(L, -2, "id");
+    lua_pushstring(L, info->name);
+    lua_setfield(L, -2, "name");
+    lua_pushstring(L, info->state);
+    lua_setfield(L, -2, "state");
+    lua_pushstring(L, info->wait);
+    lua_setfield(L, -2, "wait");
+    lua_pushnumber(L, info->age);
+    lua_setfield(L, -2, "age");
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+}
+
 void ae_task_describe_all(lua_State *L, ae_unit *u) {
     lua_newtable(L);
-    int i = 1;
-    for (ae_task *t = u->tasks; t; t = t->next) {
-        lua_createtable(L, 0, 5);
-        lua_pushinteger(L, (lua_Integer)t->id);
-        lua_setfield(L, -2, "id");
-        lua_pushstring(L, t->name);
-        lua_setfield(L, -2, "name");
-        lua_pushstring(L, state_name(t->state));
-        lua_setfield(L, -2, "state");
-        lua_pushstring(L, wait_name(t->wait_kind));
-        lua_setfield(L, -2, "wait");
-        lua_pushnumber(L, ae_clock_now() - t->started);
-        lua_setfield(L, -2, "age");
-        lua_rawseti(L, -2, i++);
-    }
+    ae_task_each(u, describe_one, L);
 }
 
 /* ------------------------------------------------------------- Lua handles */

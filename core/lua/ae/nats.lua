@@ -68,26 +68,8 @@ local function offload(text)
   return '{"token":"' .. token .. '","is_stored":true}'
 end
 
--- One offloaded message fetched and decoded at a time per unit: the replies
--- of concurrent requests (the links of four hosts, each tens of MB once
--- decoded) would otherwise all be in memory together. The requests still go
--- out concurrently; a task decodes its message and goes on without yielding,
--- so by the time the next one fetches, the caller may have dropped the last.
-local recover_lock
-
-local recover_one
-
-local function recover(stub, dec)
-  recover_lock = recover_lock or task.semaphore(1)
-  recover_lock:acquire()
-  local ok, v, err = pcall(recover_one, stub, dec)
-  recover_lock:release()
-  if not ok then error(v, 0) end
-  return v, err
-end
-
 -- Recover an offloaded message ({"token":..., "is_stored": true}).
-function recover_one(stub, dec)
+local function recover_one(stub, dec)
   local token = stub.token
   if type(token) ~= "string" or token == "" then
     count("aengine_nats_offload_errors", "Large-message offloads to Redis that failed", "op", "recover")
@@ -114,6 +96,18 @@ function recover_one(stub, dec)
   end
   count("aengine_nats_offloads", "Messages over 1 MB offloaded to Redis", "direction", "in")
   return v
+end
+
+-- One offloaded message fetched and decoded at a time per unit: the replies
+-- of concurrent requests (the links of four hosts, each tens of MB once
+-- decoded) would otherwise all be in memory together. The requests still go
+-- out concurrently; a task decodes its message and goes on without yielding,
+-- so by the time the next one fetches, the caller may have dropped the last.
+local recover_lock
+
+local function recover(stub, dec)
+  recover_lock = recover_lock or task.semaphore(1)
+  return recover_lock:with(recover_one, stub, dec)
 end
 
 local function resolve_policy(retry)
