@@ -21,6 +21,7 @@
 #include "engine.h"
 #include "engine_internal.h"
 #include "log.h"
+#include "strbuf.h"
 #include "metrics.h"
 #include "reload.h"
 
@@ -48,47 +49,6 @@
 #define EVAL_TIMEOUT_S 60
 
 /* ---------------------------------------------------------------- text */
-
-typedef struct {
-    char *s;
-    size_t len, cap;
-} sbuf;
-
-static void sb_addn(sbuf *b, const char *s, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = (b->cap ? b->cap * 2 : 512) + n;
-        char *t = realloc(b->s, cap);
-        if (!t) abort();
-        b->s = t;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
-static void sb_printf(sbuf *b, const char *fmt, ...) AE_PRINTF(2, 3);
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-    char tmp[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if ((size_t)n < sizeof tmp) {
-        sb_addn(b, tmp, (size_t)n);
-        return;
-    }
-    char *big = malloc((size_t)n + 1);
-    if (!big) abort();
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    sb_addn(b, big, (size_t)n);
-    free(big);
-}
-
-static const char *sb_str(sbuf *b) { return b->s ? b->s : ""; }
 
 /* ------------------------------------------------------------- clients */
 
@@ -276,42 +236,43 @@ static const char HELP[] =
     "  quit                    leave the console (client side)";
 
 static void cmd_units(client *c) {
-    sbuf b = {0};
-    sb_printf(&b, "%-28s %-9s %4s %-16s %10s %6s %7s\n", "UNIT", "STATE", "VER", "HASH", "MEMORY", "TASKS", "ERRORS");
+    ae_strbuf b = {0};
+    ae_strbuf_printf(&b, "%-28s %-9s %4s %-16s %10s %6s %7s\n", "UNIT", "STATE", "VER", "HASH", "MEMORY", "TASKS",
+                     "ERRORS");
     for (ae_unit *u = ae_engine_units(); u; u = u->next) {
         if (u->state == AE_UNIT_STOPPED) continue;
         char mem[32];
         fmt_bytes(mem, sizeof mem, u->mem_used);
-        sb_printf(&b, "%-28s %-9s %4d %-16s %10s %6d %7lu\n", u->name, unit_state_name(u->state), u->version,
-                  u->script_hash, mem, u->ntasks, u->task_errors);
-        if (u->last_error) sb_printf(&b, "  last error: %s\n", u->last_error);
+        ae_strbuf_printf(&b, "%-28s %-9s %4d %-16s %10s %6d %7lu\n", u->name, unit_state_name(u->state), u->version,
+                         u->script_hash, mem, u->ntasks, u->task_errors);
+        if (u->last_error) ae_strbuf_printf(&b, "  last error: %s\n", u->last_error);
     }
-    answer(c, 1, sb_str(&b), b.len);
+    answer(c, 1, ae_strbuf_str(&b), b.len);
     free(b.s);
 }
 
 typedef struct {
-    sbuf *b;
+    ae_strbuf *b;
     const char *unit;
 } task_row;
 
 static void add_task_row(const ae_task_info *t, void *ud) {
     task_row *row = ud;
-    sb_printf(row->b, "%-24s %8lld %-32s %-8s %-9s %8.1fs\n", row->unit, (long long)t->id, t->name, t->state, t->wait,
-              t->age);
+    ae_strbuf_printf(row->b, "%-24s %8lld %-32s %-8s %-9s %8.1fs\n", row->unit, (long long)t->id, t->name, t->state,
+                     t->wait, t->age);
 }
 
 static void cmd_tasks(client *c, const char *name) {
     ae_unit *list[256];
     int n;
     if (!for_units(c, name, list, 256, &n)) return;
-    sbuf b = {0};
-    sb_printf(&b, "%-24s %8s %-32s %-8s %-9s %9s\n", "UNIT", "ID", "TASK", "STATE", "WAITING", "AGE");
+    ae_strbuf b = {0};
+    ae_strbuf_printf(&b, "%-24s %8s %-32s %-8s %-9s %9s\n", "UNIT", "ID", "TASK", "STATE", "WAITING", "AGE");
     for (int i = 0; i < n; i++) {
         task_row row = {&b, list[i]->name};
         ae_task_each(list[i], add_task_row, &row);
     }
-    answer(c, 1, sb_str(&b), b.len);
+    answer(c, 1, ae_strbuf_str(&b), b.len);
     free(b.s);
 }
 
@@ -342,9 +303,9 @@ static void cmd_timers(client *c, const char *name) {
     ae_unit *list[256];
     int n;
     if (!for_units(c, name, list, 256, &n)) return;
-    sbuf b = {0};
-    sb_printf(&b, "%-24s %-28s %-6s %-12s %-21s %6s %6s %6s %s\n", "UNIT", "JOB", "KIND", "EVERY/CRON", "NEXT RUN",
-              "RUNS", "SKIPS", "ERRORS", "STATE");
+    ae_strbuf b = {0};
+    ae_strbuf_printf(&b, "%-24s %-28s %-6s %-12s %-21s %6s %6s %6s %s\n", "UNIT", "JOB", "KIND", "EVERY/CRON",
+                     "NEXT RUN", "RUNS", "SKIPS", "ERRORS", "STATE");
     double now = ae_clock_now();
     for (int i = 0; i < n; i++) {
         ae_unit *u = list[i];
@@ -353,7 +314,7 @@ static void cmd_timers(client *c, const char *name) {
         int top = lua_gettop(L);
         int r = timer_call(u, "jobs", NULL, 1);
         if (r < 0) {
-            sb_printf(&b, "%-24s (cannot list jobs: %s)\n", u->name, lua_tostring(L, -1));
+            ae_strbuf_printf(&b, "%-24s (cannot list jobs: %s)\n", u->name, lua_tostring(L, -1));
         } else if (r > 0 && lua_istable(L, -1)) {
             lua_Integer k = (lua_Integer)lua_rawlen(L, -1);
             for (lua_Integer j = 1; j <= k; j++) {
@@ -377,23 +338,23 @@ static void cmd_timers(client *c, const char *name) {
                     char iso[32];
                     fmt_time(iso, sizeof iso, lua_tonumber(L, t + 5));
                     snprintf(next, sizeof next, "%s", iso);
-                    sb_printf(&b, "%-24s %-28s %-6s %-12s %-21s %6lld %6lld %6lld %s (in %.1fs)\n", u->name,
-                              lua_tostring(L, t + 1), lua_tostring(L, t + 2), sched, next,
-                              (long long)lua_tointeger(L, t + 6), (long long)lua_tointeger(L, t + 7),
-                              (long long)lua_tointeger(L, t + 8), lua_toboolean(L, t + 9) ? "running" : "idle",
-                              lua_tonumber(L, t + 5) - now);
+                    ae_strbuf_printf(&b, "%-24s %-28s %-6s %-12s %-21s %6lld %6lld %6lld %s (in %.1fs)\n", u->name,
+                                     lua_tostring(L, t + 1), lua_tostring(L, t + 2), sched, next,
+                                     (long long)lua_tointeger(L, t + 6), (long long)lua_tointeger(L, t + 7),
+                                     (long long)lua_tointeger(L, t + 8), lua_toboolean(L, t + 9) ? "running" : "idle",
+                                     lua_tonumber(L, t + 5) - now);
                 } else {
-                    sb_printf(&b, "%-24s %-28s %-6s %-12s %-21s %6lld %6lld %6lld %s\n", u->name,
-                              lua_tostring(L, t + 1), lua_tostring(L, t + 2), sched, "-",
-                              (long long)lua_tointeger(L, t + 6), (long long)lua_tointeger(L, t + 7),
-                              (long long)lua_tointeger(L, t + 8), lua_toboolean(L, t + 9) ? "running" : "idle");
+                    ae_strbuf_printf(&b, "%-24s %-28s %-6s %-12s %-21s %6lld %6lld %6lld %s\n", u->name,
+                                     lua_tostring(L, t + 1), lua_tostring(L, t + 2), sched, "-",
+                                     (long long)lua_tointeger(L, t + 6), (long long)lua_tointeger(L, t + 7),
+                                     (long long)lua_tointeger(L, t + 8), lua_toboolean(L, t + 9) ? "running" : "idle");
                 }
                 lua_settop(L, t - 1);
             }
         }
         lua_settop(L, top);
     }
-    answer(c, 1, sb_str(&b), b.len);
+    answer(c, 1, ae_strbuf_str(&b), b.len);
     free(b.s);
 }
 
@@ -401,8 +362,8 @@ static void cmd_subs(client *c, const char *name) {
     ae_unit *list[256];
     int n;
     if (!for_units(c, name, list, 256, &n)) return;
-    sbuf b = {0};
-    sb_printf(&b, "%-24s %4s %-13s %s\n", "UNIT", "VER", "KIND", "WHAT");
+    ae_strbuf b = {0};
+    ae_strbuf_printf(&b, "%-24s %4s %-13s %s\n", "UNIT", "VER", "KIND", "WHAT");
     for (int i = 0; i < n; i++) {
         ae_unit *u = list[i];
         if (!u->L) continue;
@@ -417,11 +378,12 @@ static void cmd_subs(client *c, const char *name) {
                 what = lua_tostring(u->L, -1);
                 described = 1;
             }
-            sb_printf(&b, "%-24s %4d %-13s %s\n", u->name, u->version, r->kind ? r->kind : "?", what ? what : "");
+            ae_strbuf_printf(&b, "%-24s %4d %-13s %s\n", u->name, u->version, r->kind ? r->kind : "?",
+                             what ? what : "");
             if (described) lua_pop(u->L, 1);
         }
     }
-    answer(c, 1, sb_str(&b), b.len);
+    answer(c, 1, ae_strbuf_str(&b), b.len);
     free(b.s);
 }
 
@@ -616,23 +578,23 @@ static void cmd_metrics(client *c) {
 
 /* Words for the client's tab completion: "unit NAME" and "job UNIT NAME". */
 static void cmd_complete(client *c) {
-    sbuf b = {0};
+    ae_strbuf b = {0};
     for (ae_unit *u = ae_engine_units(); u; u = u->next) {
         if (u->state == AE_UNIT_STOPPED || u != ae_reload_current(u->name)) continue;
-        sb_printf(&b, "unit %s\n", u->name);
+        ae_strbuf_printf(&b, "unit %s\n", u->name);
         int top = lua_gettop(u->L);
         if (timer_call(u, "jobs", NULL, 1) > 0 && lua_istable(u->L, -1)) {
             lua_Integer k = (lua_Integer)lua_rawlen(u->L, -1);
             for (lua_Integer j = 1; j <= k; j++) {
                 lua_rawgeti(u->L, -1, j);
                 lua_getfield(u->L, -1, "name");
-                if (lua_isstring(u->L, -1)) sb_printf(&b, "job %s %s\n", u->name, lua_tostring(u->L, -1));
+                if (lua_isstring(u->L, -1)) ae_strbuf_printf(&b, "job %s %s\n", u->name, lua_tostring(u->L, -1));
                 lua_pop(u->L, 2);
             }
         }
         lua_settop(u->L, top);
     }
-    answer(c, 1, sb_str(&b), b.len);
+    answer(c, 1, ae_strbuf_str(&b), b.len);
     free(b.s);
 }
 

@@ -14,6 +14,7 @@
 #include "metrics.h"
 #include "engine.h"
 #include "log.h"
+#include "strbuf.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -541,72 +542,50 @@ static provider *providers;
 
 /* ------------------------------------------------------------- render */
 
-typedef struct {
-    char *p;
-    size_t len, cap;
-} sbuf;
-
-static void sb_addn(sbuf *b, const char *s, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 4096;
-        while (b->len + n + 1 > nc)
-            nc *= 2;
-        char *np = realloc(b->p, nc);
-        if (!np) abort();
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_add(sbuf *b, const char *s) { sb_addn(b, s, strlen(s)); }
-
-static void sb_escaped(sbuf *b, const char *s, int quote) {
+static void sb_escaped(ae_strbuf *b, const char *s, int quote) {
     for (; *s; s++) {
         if (*s == '\\')
-            sb_addn(b, "\\\\", 2);
+            ae_strbuf_addn(b, "\\\\", 2);
         else if (*s == '\n')
-            sb_addn(b, "\\n", 2);
+            ae_strbuf_addn(b, "\\n", 2);
         else if (quote && *s == '"')
-            sb_addn(b, "\\\"", 2);
+            ae_strbuf_addn(b, "\\\"", 2);
         else
-            sb_addn(b, s, 1);
+            ae_strbuf_addn(b, s, 1);
     }
 }
 
-static void sb_float(sbuf *b, double v) {
+static void sb_float(ae_strbuf *b, double v) {
     char f[64];
     ae_metrics_format_float(v, f, sizeof f);
-    sb_add(b, f);
+    ae_strbuf_add(b, f);
 }
 
 /* name{labels[,le="x"]} value\n */
-static void sample(sbuf *b, const char *name, const char *suffix, ae_metric_family *f, series *s, const char *le,
+static void sample(ae_strbuf *b, const char *name, const char *suffix, ae_metric_family *f, series *s, const char *le,
                    double v) {
-    sb_add(b, name);
-    sb_add(b, suffix);
+    ae_strbuf_add(b, name);
+    ae_strbuf_add(b, suffix);
     if (f->nlabels || le) {
-        sb_add(b, "{");
+        ae_strbuf_add(b, "{");
         for (int i = 0; i < f->nlabels; i++) {
-            if (i) sb_add(b, ",");
-            sb_add(b, f->labels[i]);
-            sb_add(b, "=\"");
+            if (i) ae_strbuf_add(b, ",");
+            ae_strbuf_add(b, f->labels[i]);
+            ae_strbuf_add(b, "=\"");
             sb_escaped(b, s->values[i], 1);
-            sb_add(b, "\"");
+            ae_strbuf_add(b, "\"");
         }
         if (le) {
-            if (f->nlabels) sb_add(b, ",");
-            sb_add(b, "le=\"");
-            sb_add(b, le);
-            sb_add(b, "\"");
+            if (f->nlabels) ae_strbuf_add(b, ",");
+            ae_strbuf_add(b, "le=\"");
+            ae_strbuf_add(b, le);
+            ae_strbuf_add(b, "\"");
         }
-        sb_add(b, "}");
+        ae_strbuf_add(b, "}");
     }
-    sb_add(b, " ");
+    ae_strbuf_add(b, " ");
     sb_float(b, v);
-    sb_add(b, "\n");
+    ae_strbuf_add(b, "\n");
 }
 
 static void refresh_unit_gauges(void) {
@@ -632,21 +611,21 @@ static void refresh_unit_gauges(void) {
 
 char *ae_metrics_render(size_t *len) {
     refresh_unit_gauges();
-    sbuf b = {0};
-    sb_add(&b, "");
+    ae_strbuf b = {0};
+    ae_strbuf_add(&b, "");
     char le[64];
     for (ae_metric_family *f = families; f; f = f->next) {
         char exposed[300];
         snprintf(exposed, sizeof exposed, "%s%s", f->name, f->type == AE_METRIC_COUNTER ? "_total" : "");
-        sb_add(&b, "# HELP ");
-        sb_add(&b, exposed);
-        sb_add(&b, " ");
+        ae_strbuf_add(&b, "# HELP ");
+        ae_strbuf_add(&b, exposed);
+        ae_strbuf_add(&b, " ");
         sb_escaped(&b, f->help, 0);
-        sb_add(&b, "\n# TYPE ");
-        sb_add(&b, exposed);
-        sb_add(&b, " ");
-        sb_add(&b, type_name(f->type));
-        sb_add(&b, "\n");
+        ae_strbuf_add(&b, "\n# TYPE ");
+        ae_strbuf_add(&b, exposed);
+        ae_strbuf_add(&b, " ");
+        ae_strbuf_add(&b, type_name(f->type));
+        ae_strbuf_add(&b, "\n");
         for (series *s = f->first; s; s = s->next) {
             if (f->type == AE_METRIC_HISTOGRAM) {
                 double acc = 0;
@@ -665,15 +644,15 @@ char *ae_metrics_render(size_t *len) {
             }
         }
         if (f->type != AE_METRIC_GAUGE && f->first) {
-            sb_add(&b, "# TYPE ");
-            sb_add(&b, f->name);
-            sb_add(&b, "_created gauge\n");
+            ae_strbuf_add(&b, "# TYPE ");
+            ae_strbuf_add(&b, f->name);
+            ae_strbuf_add(&b, "_created gauge\n");
             for (series *s = f->first; s; s = s->next)
                 sample(&b, f->name, "_created", f, s, NULL, s->created);
         }
     }
     if (len) *len = b.len;
-    return b.p;
+    return b.s;
 }
 
 void ae_metrics_free_all(void) {

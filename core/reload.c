@@ -27,6 +27,7 @@
 #include "engine.h"
 #include "engine_internal.h"
 #include "log.h"
+#include "strbuf.h"
 #include "reload.h"
 
 #include <event2/event.h>
@@ -517,34 +518,23 @@ static void read_entry(lua_State *C, int t, entry *e) {
 typedef struct batch {
     int pending;
     int failed;
-    char *text;
-    size_t len, cap;
+    ae_strbuf text; /* one line per unit */
     ae_reload_cb cb;
     void *arg;
 } batch;
 
 static void batch_add(batch *b, const char *line) {
-    size_t n = strlen(line);
-    if (b->len + n + 2 > b->cap) {
-        size_t cap = (b->cap ? b->cap * 2 : 256) + n + 2;
-        char *t = realloc(b->text, cap);
-        if (!t) abort();
-        b->text = t;
-        b->cap = cap;
-    }
-    memcpy(b->text + b->len, line, n);
-    b->len += n;
-    b->text[b->len++] = '\n';
-    b->text[b->len] = '\0';
+    ae_strbuf_add(&b->text, line);
+    ae_strbuf_addn(&b->text, "\n", 1);
 }
 
 static void batch_release(batch *b) {
     if (--b->pending > 0) return;
-    if (!b->text) batch_add(b, "no units");
-    if (b->len && b->text[b->len - 1] == '\n') b->text[--b->len] = '\0';
+    if (!b->text.s) batch_add(b, "no units");
+    if (b->text.len && b->text.s[b->text.len - 1] == '\n') b->text.s[--b->text.len] = '\0';
     AE_LOG_ENGINE(b->failed ? AE_LOG_WARNING : AE_LOG_INFO, "reload done%s", b->failed ? " with failures" : "");
-    if (b->cb) b->cb(b->arg, !b->failed, b->text);
-    free(b->text);
+    if (b->cb) b->cb(b->arg, !b->failed, b->text.s);
+    free(b->text.s);
     free(b);
 }
 
