@@ -2,14 +2,20 @@
  * nats.c 3.4, subscriptions as unit resources, and non-blocking requests over
  * one multiplexed inbox per connection, timed on the engine clock.
  *
- * Threads: nats.c runs its own threads (reader, flusher, reconnect, one
- * delivery thread per subscription, an async-callback thread for connection
- * events). Their callbacks only queue natsMsg pointers (under a mutex) and
- * ae_engine_post a dispatcher once per batch; every Lua call happens on the
- * loop thread. Lifetimes are reference counted on the loop thread:
- *   - a subscription (nsub) is held by nats.c until its on-complete callback
- *     has been dispatched to the loop, by a posted dispatch, and by its Lua
- *     handle; it frees its natsSubscription when the last reference goes.
+ * Threads: nats.c drives its socket from the engine's libevent loop
+ * (natsOptions_SetEventLoop): it reads and parses on the loop thread, and the
+ * loop writes what it buffered at the end of the iteration that published.
+ * Subscriptions are synchronous nats.c subscriptions that the loop empties
+ * right after each read, so a message reaches its task with no thread hop
+ * (with nats.c's own reader and delivery threads, a request/reply cost ~7
+ * context switches per side). nats.c still runs a connect worker (ours), its
+ * reconnect, ping-timer and async-callback threads; those only call the event
+ * callbacks below (under a mutex) or ae_engine_post. Every Lua call happens on
+ * the loop thread. Lifetimes are reference counted on the loop thread:
+ *   - a subscription (nsub) is held by nats.c until it is unsubscribed, its
+ *     drain is complete or its connection closed (sub_nats_done), by a
+ *     delivery in progress, and by its Lua handle; it frees its
+ *     natsSubscription when the last reference goes.
  *   - a connection (nconn) is held by its Lua handles, its subscriptions, the
  *     connect worker thread and nats.c until the closed callback arrived.
  *
@@ -21,6 +27,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <stdarg.h>
 #include <fcntl.h>
 #include <nats/nats.h>
@@ -37,8 +44,22 @@
 
 #define H_IN "Messages received from NATS"
 #define H_OUT "Messages published to NATS"
+#define DRAIN_POLL_MS 10 /* how often a drain's completion is looked at */
 
 typedef struct nconn nconn;
+
+/* The connection's socket in our event loop (nats.c's natsEvLoop_* callbacks).
+ * attach/detach and the read/write add/remove calls may come from nats.c's
+ * threads (connect, reconnect, ping timer): they only touch this under mu. */
+typedef struct nel {
+    nconn *c;
+    natsConnection *nc;
+    pthread_mutex_t mu;
+    struct event *rd, *wr; /* the socket; recreated on every (re)attach */
+    struct event *flush;   /* activated when nats.c has buffered output */
+    int attached, want_write, wr_added;
+} nel;
+
 struct waiter {
     ae_task *t;
     nconn *c;
@@ -57,16 +78,13 @@ struct nsub {
     ae_resource res; /* S_USER: resource of the unit */
     ae_unit *unit;
     int fn_ref;
-    int active; /* delivers to Lua */
+    int active;  /* delivers to Lua */
+    int in_nats; /* nats.c still holds it (see sub_nats_done) */
     int draining;
     int held; /* holds its draining unit open (ae_unit_hold) */
     ae_resource hold;
     char *subject, *queue;
     char task_name[64]; /* "nats <subject>", the name of each message's task */
-    pthread_mutex_t mu; /* guards q, qn, qcap, posted, refs */
-    natsMsg **q;
-    size_t qn, qcap;
-    int posted;
     int refs;
     unsigned long received, dropped;
     nsub *gnext, *gprev; /* global list (exit) */
@@ -85,6 +103,7 @@ struct preq {
 struct nconn {
     natsConnection *nc;
     natsOptions *opts;
+    nel el;
     int state;
     int refs;
     int is_default;
@@ -112,6 +131,8 @@ static nconn *conns;      /* every live nconn */
 static nsub *subs;        /* every live nsub */
 static nconn *default_cn; /* the engine's shared connection */
 static int exit_hooked;
+static struct event *drain_tick; /* polls drains while ndraining > 0 */
+static int ndraining;
 
 /* ------------------------------------------------------------ lifetimes */
 
@@ -123,11 +144,7 @@ static void sub_free(nsub *s) {
     else if (subs == s)
         subs = s->gnext;
     if (s->gnext) s->gnext->gprev = s->gprev;
-    for (size_t i = 0; i < s->qn; i++)
-        natsMsg_Destroy(s->q[i]);
-    free(s->q);
     if (s->sub) natsSubscription_Destroy(s->sub);
-    pthread_mutex_destroy(&s->mu);
     free(s->subject);
     free(s->queue);
     nconn *c = s->c;
@@ -136,10 +153,7 @@ static void sub_free(nsub *s) {
 }
 
 static void sub_release(nsub *s) {
-    pthread_mutex_lock(&s->mu);
-    int left = --s->refs;
-    pthread_mutex_unlock(&s->mu);
-    if (left == 0) sub_free(s);
+    if (--s->refs == 0) sub_free(s);
 }
 
 static void conn_free(nconn *c) {
@@ -151,6 +165,10 @@ static void conn_free(nconn *c) {
     if (default_cn == c) default_cn = NULL;
     if (c->nc) natsConnection_Destroy(c->nc);
     if (c->opts) natsOptions_Destroy(c->opts);
+    if (c->el.rd) event_free(c->el.rd);
+    if (c->el.wr) event_free(c->el.wr);
+    if (c->el.flush) event_free(c->el.flush);
+    pthread_mutex_destroy(&c->el.mu);
     free(c->buckets);
     free(c->err);
     free(c);
@@ -264,76 +282,212 @@ static void req_cancel(void *data) {
 static int deliver_user(nsub *s, natsMsg *m);
 static void deliver_reply(nconn *c, natsMsg *m);
 
-static void sub_dispatch(void *arg) {
-    nsub *s = arg;
-    pthread_mutex_lock(&s->mu);
-    natsMsg **q = s->q;
-    size_t n = s->qn;
-    s->q = NULL;
-    s->qn = s->qcap = 0;
-    s->posted = 0;
-    pthread_mutex_unlock(&s->mu);
-    /* aengine_nats_messages_in is counted once per batch (a metric lookup per
-     * message was ~4% of a request/reply round trip); the count is in before
-     * any of the batch's tasks runs. */
+/* Hand what nats.c queued for s to the unit (one task per message) or to the
+ * waiting requests (the mux inbox). aengine_nats_messages_in is counted once
+ * per batch (a metric lookup per message was ~4% of a request/reply). */
+static void sub_pull(nsub *s) {
     size_t delivered = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s->kind == S_MUX) {
-            deliver_reply(s->c, q[i]);
-            delivered++;
-        } else {
-            delivered += (size_t)deliver_user(s, q[i]);
+    while (s->in_nats && s->sub) {
+        int pending = 0;
+        if (natsSubscription_GetPending(s->sub, &pending, NULL) != NATS_OK || pending <= 0) break;
+        for (; pending > 0 && s->in_nats && s->sub; pending--) {
+            natsMsg *m = NULL;
+            natsStatus st = natsSubscription_NextMsg(&m, s->sub, 0);
+            if (st == NATS_SLOW_CONSUMER) continue; /* reported by on_error; the rest is still queued */
+            if (st != NATS_OK) break;
+            if (s->kind == S_MUX) {
+                deliver_reply(s->c, m);
+                delivered++;
+            } else {
+                delivered += (size_t)deliver_user(s, m);
+            }
+            natsMsg_Destroy(m);
         }
-        natsMsg_Destroy(q[i]);
     }
-    free(q);
     if (delivered)
         ae_metric_inc("aengine_nats_messages_in", H_IN, "subject", s->kind == S_MUX ? "_INBOX" : s->subject,
                       (double)delivered);
-    sub_release(s); /* the posted dispatch's reference */
 }
 
-/* nats.c delivery thread: queue, post one dispatch per batch. */
-static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure) {
-    (void)nc;
-    (void)sub;
-    nsub *s = closure;
-    int post = 0, drop = 0;
-    pthread_mutex_lock(&s->mu);
-    if (s->qn >= PENDING_LIMIT) {
-        drop = 1;
-        s->dropped++;
-    } else {
-        if (s->qn == s->qcap) {
-            size_t nc2 = s->qcap ? s->qcap * 2 : 16;
-            natsMsg **q = realloc(s->q, nc2 * sizeof *q);
-            if (!q) {
-                drop = 1;
-            } else {
-                s->q = q;
-                s->qcap = nc2;
-            }
+static void sub_nats_done(nsub *s);
+
+/* Is the drain of s over? (nats.c marks it once the server confirmed the
+ * UNSUB and the last queued message was taken.) */
+static void sub_check_drain(nsub *s) {
+    if (s->draining && s->in_nats && s->sub && natsSubscription_DrainCompletionStatus(s->sub) != NATS_ILLEGAL_STATE)
+        sub_nats_done(s);
+}
+
+/* Run fn on every subscription of c (every one when c is NULL) that pick
+ * selects; each is held while fn runs, since fn may run Lua that unsubscribes
+ * or closes anything. */
+static void subs_each(nconn *c, int (*pick)(nsub *), void (*fn)(nsub *)) {
+    nsub *some[32], **sel = some;
+    size_t n = 0, cap = sizeof some / sizeof some[0];
+    for (nsub *s = subs; s; s = s->gnext) {
+        if ((c && s->c != c) || !pick(s)) continue;
+        if (n == cap) {
+            nsub **bigger = malloc(2 * cap * sizeof *bigger);
+            if (!bigger) break; /* the rest waits for the next read or tick */
+            memcpy(bigger, sel, n * sizeof *bigger);
+            if (sel != some) free(sel);
+            sel = bigger;
+            cap *= 2;
         }
-        if (!drop) {
-            s->q[s->qn++] = m;
-            if (!s->posted) {
-                s->posted = 1;
-                s->refs++;
-                post = 1;
-            }
-        }
+        s->refs++;
+        sel[n++] = s;
     }
-    pthread_mutex_unlock(&s->mu);
-    if (drop) natsMsg_Destroy(m);
-    if (post) ae_engine_post(sub_dispatch, s);
+    for (size_t i = 0; i < n; i++) {
+        fn(sel[i]);
+        sub_release(sel[i]);
+    }
+    if (sel != some) free(sel);
+}
+
+static int has_pending(nsub *s) {
+    int pending = 0;
+    return s->in_nats && s->sub && natsSubscription_GetPending(s->sub, &pending, NULL) == NATS_OK && pending > 0;
+}
+static int is_draining(nsub *s) { return s->in_nats && s->draining; }
+static int in_nats(nsub *s) { return s->in_nats; }
+static void pull_and_check(nsub *s) {
+    sub_pull(s);
+    sub_check_drain(s);
+}
+
+/* ------------------------------------------------------- event loop glue */
+
+static void el_free_event(void *ev) { event_free(ev); }
+
+/* The socket is readable: nats.c reads and parses one buffer, then the loop
+ * delivers what it queued. */
+static void el_on_read(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    nel *e = arg;
+    natsConnection_ProcessReadEvent(e->nc);
+    subs_each(e->c, has_pending, pull_and_check);
+}
+
+static void el_on_writable(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    nel *e = arg;
+    natsConnection_ProcessWriteEvent(e->nc); /* all written: nats.c removes the write interest */
+}
+
+/* nats.c buffered output: write it once the current callbacks are done (so a
+ * loop iteration's publishes go out in one write); wait for the socket to be
+ * writable only if it did not take everything. */
+static void el_on_flush(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    nel *e = arg;
+    pthread_mutex_lock(&e->mu);
+    int go = e->attached && e->want_write;
+    pthread_mutex_unlock(&e->mu);
+    if (!go) return;
+    natsConnection_ProcessWriteEvent(e->nc);
+    pthread_mutex_lock(&e->mu);
+    if (e->attached && e->want_write && !e->wr_added && e->wr && event_add(e->wr, NULL) == 0) e->wr_added = 1;
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* natsEvLoop_Attach: loop is our nconn (natsOptions_SetEventLoop's loop). */
+static natsStatus el_attach(void **user, void *loop, natsConnection *nc, natsSock fd) {
+    nconn *c = loop;
+    nel *e = &c->el;
+    struct event_base *base = ae_engine_base();
+    pthread_mutex_lock(&e->mu);
+    struct event *old_rd = e->rd, *old_wr = e->wr;
+    if (old_rd) event_del_noblock(old_rd);
+    if (old_wr) event_del_noblock(old_wr);
+    e->nc = nc;
+    e->rd = event_new(base, fd, EV_READ | EV_PERSIST, el_on_read, e);
+    e->wr = event_new(base, fd, EV_WRITE | EV_PERSIST, el_on_writable, e);
+    e->want_write = e->wr_added = 0;
+    natsStatus st = NATS_OK;
+    if (!e->rd || !e->wr || event_add(e->rd, NULL) != 0)
+        st = NATS_ERR;
+    else
+        e->attached = 1;
+    pthread_mutex_unlock(&e->mu);
+    /* a callback of the old socket may be running on the loop right now */
+    if (old_rd) ae_engine_post(el_free_event, old_rd);
+    if (old_wr) ae_engine_post(el_free_event, old_wr);
+    *user = e;
+    return st;
+}
+
+static natsStatus el_read(void *user, bool add) {
+    nel *e = user;
+    int rc = 0;
+    pthread_mutex_lock(&e->mu);
+    if (e->rd) rc = add ? event_add(e->rd, NULL) : event_del_noblock(e->rd);
+    pthread_mutex_unlock(&e->mu);
+    return rc == 0 ? NATS_OK : NATS_ERR;
+}
+
+static natsStatus el_write(void *user, bool add) {
+    nel *e = user;
+    pthread_mutex_lock(&e->mu);
+    if (add) {
+        e->want_write = 1;
+        event_active(e->flush, EV_WRITE, 0); /* thread-safe: evthread is on */
+    } else {
+        e->want_write = 0;
+        if (e->wr_added) event_del_noblock(e->wr);
+        e->wr_added = 0;
+    }
+    pthread_mutex_unlock(&e->mu);
+    return NATS_OK;
+}
+
+static natsStatus el_detach(void *user) {
+    nel *e = user;
+    pthread_mutex_lock(&e->mu);
+    e->attached = e->want_write = e->wr_added = 0;
+    if (e->rd) event_del_noblock(e->rd);
+    if (e->wr) event_del_noblock(e->wr);
+    pthread_mutex_unlock(&e->mu);
+    return NATS_OK; /* the events are freed with the nconn, on the loop */
+}
+
+/* Write what nats.c still buffers, now (close, exit). */
+static void el_write_now(nconn *c) {
+    pthread_mutex_lock(&c->el.mu);
+    int go = c->el.attached && c->el.want_write;
+    pthread_mutex_unlock(&c->el.mu);
+    if (go && c->nc) natsConnection_ProcessWriteEvent(c->nc);
+}
+
+static void drain_poll(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    (void)arg;
+    subs_each(NULL, is_draining, pull_and_check);
+    if (ndraining <= 0 && drain_tick) event_del(drain_tick);
+}
+
+/* A drain was started on s: poll until nats.c says it is complete. */
+static void drain_started(nsub *s) {
+    s->draining = 1;
+    ndraining++;
+    if (!drain_tick) drain_tick = event_new(ae_engine_base(), -1, EV_PERSIST, drain_poll, NULL);
+    struct timeval tv = {0, DRAIN_POLL_MS * 1000};
+    if (drain_tick && !event_pending(drain_tick, EV_TIMEOUT, NULL)) event_add(drain_tick, &tv);
 }
 
 static void sub_deactivate(nsub *s, int flush);
 
 /* nats.c is done with the subscription (unsubscribed, drained, or its
  * connection closed): no callback will come any more. */
-static void sub_complete_loop(void *arg) {
-    nsub *s = arg;
+/* nats.c is done with the subscription: it was unsubscribed, its drain is
+ * complete or its connection closed. No message will come any more. */
+static void sub_nats_done(nsub *s) {
+    if (!s->in_nats) return;
+    s->in_nats = 0;
+    if (s->draining) ndraining--;
     if (s->kind == S_USER && s->active) {
         ae_unit_remove_resource(&s->res);
         sub_deactivate(s, 1);
@@ -344,8 +498,6 @@ static void sub_complete_loop(void *arg) {
     }
     sub_release(s); /* nats.c's reference */
 }
-
-static void on_sub_complete(void *closure) { ae_engine_post(sub_complete_loop, closure); }
 
 typedef struct {
     nsub *s;
@@ -424,7 +576,6 @@ static nsub *sub_new(nconn *c, int kind, const char *subject, const char *queue)
     s->queue = queue ? strdup(queue) : NULL;
     snprintf(s->task_name, sizeof s->task_name, "nats %s", subject);
     s->fn_ref = LUA_NOREF;
-    pthread_mutex_init(&s->mu, NULL);
     s->c = c;
     c->refs++;
     s->gnext = subs;
@@ -433,51 +584,52 @@ static nsub *sub_new(nconn *c, int kind, const char *subject, const char *queue)
     return s;
 }
 
-/* Subscribe on nats.c; on success nats.c holds one reference. */
+/* Subscribe on nats.c (a synchronous subscription: the loop takes its
+ * messages after each read); on success nats.c holds one reference. */
 static natsStatus sub_start(nsub *s) {
     natsStatus st;
     if (s->queue)
-        st = natsConnection_QueueSubscribe(&s->sub, s->c->nc, s->subject, s->queue, on_msg, s);
+        st = natsConnection_QueueSubscribeSync(&s->sub, s->c->nc, s->subject, s->queue);
     else
-        st = natsConnection_Subscribe(&s->sub, s->c->nc, s->subject, on_msg, s);
+        st = natsConnection_SubscribeSync(&s->sub, s->c->nc, s->subject);
     if (st != NATS_OK) return st;
     s->refs++;
+    s->in_nats = 1;
     natsSubscription_SetPendingLimits(s->sub, PENDING_LIMIT, -1);
-    natsSubscription_SetOnCompleteCB(s->sub, on_sub_complete, s);
     return NATS_OK;
 }
 
 /* -------------------------------------------------------- connection events */
 
-enum { EV_DISCONNECTED, EV_RECONNECTED, EV_CONNECTED, EV_CLOSED, EV_ERROR };
+enum { CE_DISCONNECTED, CE_RECONNECTED, CE_CONNECTED, CE_CLOSED, CE_ERROR };
 typedef struct {
     nconn *c;
     int kind;
     natsStatus err;
     char url[256];
     char subject[160];
-    char why[256]; /* EV_CLOSED: nats.c's last error (e.g. "Authorization Violation") */
+    char why[256]; /* CE_CLOSED: nats.c's last error (e.g. "Authorization Violation") */
 } conn_event;
 
 static void conn_event_loop(void *arg) {
     conn_event *e = arg;
     nconn *c = e->c;
     switch (e->kind) {
-    case EV_DISCONNECTED:
+    case CE_DISCONNECTED:
         if (c->closing) break;
         c->disconnects++;
         ae_metric_inc("aengine_nats_disconnects", "NATS connection losses", "connection", c->name, 1);
         ae_log(AE_LOG_WARNING, "engine", 0, "ae.nats: connection '%s' lost its server; reconnecting", c->name);
         break;
-    case EV_RECONNECTED:
+    case CE_RECONNECTED:
         c->reconnects++;
         ae_metric_inc("aengine_nats_reconnects", "NATS reconnections", "connection", c->name, 1);
         ae_log(AE_LOG_INFO, "engine", 0, "ae.nats: connection '%s' reconnected to %s", c->name, e->url);
         break;
-    case EV_CONNECTED:
+    case CE_CONNECTED:
         ae_log(AE_LOG_INFO, "engine", 0, "ae.nats: connection '%s' connected to %s", c->name, e->url);
         break;
-    case EV_ERROR:
+    case CE_ERROR:
         if (e->err == NATS_SLOW_CONSUMER) {
             c->slow_consumers++;
             ae_metric_inc("aengine_nats_slow_consumers", "NATS slow consumer events (messages dropped by nats.c)",
@@ -489,8 +641,9 @@ static void conn_event_loop(void *arg) {
             ae_log(AE_LOG_ERROR, "engine", 0, "ae.nats: connection '%s': %s", c->name, natsStatus_GetText(e->err));
         }
         break;
-    case EV_CLOSED:
+    case CE_CLOSED:
         c->state = C_CLOSED;
+        subs_each(c, in_nats, sub_nats_done); /* nats.c closed them with the connection */
         if (!c->closing) {
             /* nats.c gave up: max_reconnect reached, or every server refused
              * the connection twice (wrong user/password or token: nats.c
@@ -517,9 +670,9 @@ static void post_event(natsConnection *nc, nconn *c, int kind, natsStatus err, n
     e->c = c;
     e->kind = kind;
     e->err = err;
-    if (nc && (kind == EV_RECONNECTED || kind == EV_CONNECTED))
+    if (nc && (kind == CE_RECONNECTED || kind == CE_CONNECTED))
         natsConnection_GetConnectedUrl(nc, e->url, sizeof e->url);
-    if (nc && kind == EV_CLOSED) {
+    if (nc && kind == CE_CLOSED) {
         const char *why = NULL;
         if (natsConnection_GetLastError(nc, &why) != NATS_OK && why) snprintf(e->why, sizeof e->why, "%s", why);
     }
@@ -530,12 +683,12 @@ static void post_event(natsConnection *nc, nconn *c, int kind, natsStatus err, n
     ae_engine_post(conn_event_loop, e);
 }
 
-static void on_disconnected(natsConnection *nc, void *cl) { post_event(nc, cl, EV_DISCONNECTED, NATS_OK, NULL); }
-static void on_reconnected(natsConnection *nc, void *cl) { post_event(nc, cl, EV_RECONNECTED, NATS_OK, NULL); }
-static void on_connected(natsConnection *nc, void *cl) { post_event(nc, cl, EV_CONNECTED, NATS_OK, NULL); }
-static void on_closed(natsConnection *nc, void *cl) { post_event(nc, cl, EV_CLOSED, NATS_OK, NULL); }
+static void on_disconnected(natsConnection *nc, void *cl) { post_event(nc, cl, CE_DISCONNECTED, NATS_OK, NULL); }
+static void on_reconnected(natsConnection *nc, void *cl) { post_event(nc, cl, CE_RECONNECTED, NATS_OK, NULL); }
+static void on_connected(natsConnection *nc, void *cl) { post_event(nc, cl, CE_CONNECTED, NATS_OK, NULL); }
+static void on_closed(natsConnection *nc, void *cl) { post_event(nc, cl, CE_CLOSED, NATS_OK, NULL); }
 static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *cl) {
-    post_event(nc, cl, EV_ERROR, err, sub);
+    post_event(nc, cl, CE_ERROR, err, sub);
 }
 
 /* ------------------------------------------------------------- connect */
@@ -627,6 +780,7 @@ static void *connect_worker(void *arg) {
 static void at_exit(void) {
     for (nconn *c = conns; c; c = c->gnext) {
         c->closing = 1;
+        el_write_now(c);
         if (c->nc) natsConnection_Close(c->nc);
     }
     for (nsub *s = subs; s; s = s->gnext) {
@@ -638,6 +792,8 @@ static void at_exit(void) {
         c->nc = NULL;
     }
     nats_CloseAndWait(2000);
+    if (drain_tick) event_free(drain_tick);
+    drain_tick = NULL;
     while (subs) {
         subs->c = NULL;
         sub_free(subs);
@@ -690,6 +846,13 @@ static nconn *conn_create(conn_settings *cs, char *errbuf, size_t errlen) {
         return NULL;
     }
     c->opts = o;
+    c->el.c = c;
+    pthread_mutex_init(&c->el.mu, NULL);
+    c->el.flush = event_new(ae_engine_base(), -1, 0, el_on_flush, &c->el);
+    if (!c->el.flush) {
+        st = NATS_NO_MEMORY;
+        snprintf(errbuf, errlen, "out of memory");
+    }
     snprintf(c->name, sizeof c->name, "%s", cs->name ? cs->name : "aengine");
 #define TRY(call, what)                                                                                                \
     do {                                                                                                               \
@@ -711,6 +874,7 @@ static nconn *conn_create(conn_settings *cs, char *errbuf, size_t errlen) {
     /* like the original client: a request nobody serves waits for its timeout */
     TRY(natsOptions_DisableNoResponders(o, true), "no responders");
     TRY(natsOptions_SetSendAsap(o, cs->send_asap != 0), "send_asap");
+    TRY(natsOptions_SetEventLoop(o, c, el_attach, el_read, el_write, el_detach), "event loop");
     TRY(natsOptions_SetRetryOnFailedConnect(o, true, on_connected, c), "retry on failed connect");
     TRY(natsOptions_SetDisconnectedCB(o, on_disconnected, c), "callbacks");
     TRY(natsOptions_SetReconnectedCB(o, on_reconnected, c), "callbacks");
@@ -731,6 +895,8 @@ static nconn *conn_create(conn_settings *cs, char *errbuf, size_t errlen) {
             snprintf(errbuf + l, errlen - l, " (%s)", last);
         }
         natsOptions_Destroy(o);
+        if (c->el.flush) event_free(c->el.flush);
+        pthread_mutex_destroy(&c->el.mu);
         free(c);
         return NULL;
     }
@@ -1063,19 +1229,7 @@ static int l_request(lua_State *L) {
 static void sub_deactivate(nsub *s, int flush) {
     if (!s->active) return;
     /* hand what is already queued to the unit while it can still take it */
-    if (flush && s->unit && s->unit->state != AE_UNIT_STOPPED) {
-        pthread_mutex_lock(&s->mu);
-        natsMsg **q = s->q;
-        size_t n = s->qn;
-        s->q = NULL;
-        s->qn = s->qcap = 0;
-        pthread_mutex_unlock(&s->mu);
-        for (size_t i = 0; i < n; i++) {
-            if (deliver_user(s, q[i])) ae_metric_inc("aengine_nats_messages_in", H_IN, "subject", s->subject, 1);
-            natsMsg_Destroy(q[i]);
-        }
-        free(q);
-    }
+    if (flush && s->unit && s->unit->state != AE_UNIT_STOPPED) sub_pull(s);
     s->active = 0;
     if (s->unit && s->unit->state != AE_UNIT_STOPPED && s->unit->L && s->fn_ref != LUA_NOREF)
         luaL_unref(s->unit->L, LUA_REGISTRYINDEX, s->fn_ref);
@@ -1088,6 +1242,7 @@ static void sub_hold_close(ae_resource *r) {
     s->held = 0;
     sub_deactivate(s, 0);
     if (s->sub) natsSubscription_Unsubscribe(s->sub);
+    sub_nats_done(s);
 }
 
 /* The unit stops taking work (reload, shutdown): DRAIN the subscription, so
@@ -1097,9 +1252,9 @@ static void sub_hold_close(ae_resource *r) {
 static void sub_res_close(ae_resource *r) {
     nsub *s = (nsub *)((char *)r - offsetof(nsub, res));
     if (s->sub && !s->draining && s->unit && s->unit->state == AE_UNIT_DRAINING) {
-        s->draining = 1;
         natsStatus st = natsSubscription_Drain(s->sub);
         if (st == NATS_OK) {
+            drain_started(s);
             s->held = 1;
             ae_unit_hold(s->unit, &s->hold, "draining subscription", sub_hold_close);
             return;
@@ -1109,6 +1264,7 @@ static void sub_res_close(ae_resource *r) {
     }
     sub_deactivate(s, 1);
     if (s->sub) natsSubscription_Unsubscribe(s->sub);
+    sub_nats_done(s); /* may free s */
 }
 
 static void sub_res_describe(ae_resource *r, luaL_Buffer *b) {
@@ -1168,6 +1324,7 @@ static int l_sub_unsubscribe(lua_State *L) {
         ae_unit_remove_resource(&s->res);
         sub_deactivate(s, 1);
         natsStatus st = s->sub ? natsSubscription_Unsubscribe(s->sub) : NATS_OK;
+        sub_nats_done(s); /* the Lua handle still holds s */
         if (st != NATS_OK && st != NATS_INVALID_SUBSCRIPTION && st != NATS_CONNECTION_CLOSED)
             return ae_fail(L, "unsubscribe %s: %s", s->subject, natsStatus_GetText(st));
     }
@@ -1179,9 +1336,9 @@ static int l_sub_unsubscribe(lua_State *L) {
  * way; the subscription then closes by itself. */
 static int l_sub_drain(lua_State *L) {
     nsub *s = check_sub(L);
-    if (s && s->active && !s->draining) {
-        s->draining = 1;
+    if (s && s->active && !s->draining && s->in_nats) {
         natsStatus st = natsSubscription_Drain(s->sub);
+        if (st == NATS_OK) drain_started(s);
         if (st != NATS_OK && st != NATS_INVALID_SUBSCRIPTION && st != NATS_CONNECTION_CLOSED)
             return ae_fail(L, "drain %s: %s", s->subject, natsStatus_GetText(st));
     }
@@ -1204,9 +1361,9 @@ static int l_sub_info(lua_State *L) {
     lua_setfield(L, -2, "received");
     lua_pushinteger(L, (lua_Integer)s->dropped);
     lua_setfield(L, -2, "dropped");
-    pthread_mutex_lock(&s->mu);
-    lua_pushinteger(L, (lua_Integer)s->qn);
-    pthread_mutex_unlock(&s->mu);
+    int pending = 0;
+    if (s->in_nats && s->sub) natsSubscription_GetPending(s->sub, &pending, NULL);
+    lua_pushinteger(L, pending);
     lua_setfield(L, -2, "queued");
     return 1;
 }
@@ -1235,6 +1392,7 @@ static int l_close(lua_State *L) {
     if (c && !c->is_default && c->state != C_CLOSED) {
         c->closing = 1;
         if (c->nc) {
+            el_write_now(c);
             natsConnection_Close(c->nc);
         }
         fail_all_requests(c, "connection closed");
@@ -1305,17 +1463,68 @@ static int l_status(lua_State *L) {
     return 1;
 }
 
-/* flush(h, timeout_s) -> true | nil, err: a PING/PONG round trip. Blocks the
- * loop for at most timeout; meant for tests and shutdown, not hot paths. */
+/* flush(h, timeout_s) -> true | nil, err: a PING/PONG round trip. The PONG
+ * is read by the loop, so nats.c's blocking flush runs on a short-lived
+ * thread while the calling task waits. */
+typedef struct {
+    nconn *c;
+    ae_task *t; /* NULL once the task gave up */
+    int64_t ms;
+    natsStatus st;
+} flush_job;
+
+static void flush_done(void *arg) {
+    flush_job *j = arg;
+    if (j->t) {
+        lua_State *co = ae_task_thread(j->t);
+        if (j->st == NATS_OK) {
+            lua_pushboolean(co, 1);
+            ae_task_wake(j->t, 1);
+        } else {
+            lua_pushnil(co);
+            lua_pushfstring(co, "flush: %s", natsStatus_GetText(j->st));
+            ae_task_wake(j->t, 2);
+        }
+    }
+    conn_release(j->c);
+    free(j);
+}
+
+static void *flush_worker(void *arg) {
+    flush_job *j = arg;
+    j->st = natsConnection_FlushTimeout(j->c->nc, j->ms);
+    ae_engine_post(flush_done, j);
+    return NULL;
+}
+
+static void flush_cancel(void *data) { ((flush_job *)data)->t = NULL; }
+
 static int l_flush(lua_State *L) {
     nconn *c = check_conn(L, 1);
     double t = luaL_optnumber(L, 2, 1.0);
+    ae_task *task = ae_task_check(L);
     const char *e = conn_unusable(c);
     if (e) return ae_fail(L, "%s", e);
-    natsStatus st = natsConnection_FlushTimeout(c->nc, (int64_t)(t * 1000));
-    if (st != NATS_OK) return ae_fail(L, "flush: %s", natsStatus_GetText(st));
-    lua_pushboolean(L, 1);
-    return 1;
+    flush_job *j = calloc(1, sizeof *j);
+    if (!j) return luaL_error(L, "ae.nats: out of memory");
+    j->c = c;
+    j->t = task;
+    j->ms = (int64_t)(t * 1000);
+    c->refs++;
+    pthread_t th;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&th, &attr, flush_worker, j);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        conn_release(c);
+        free(j);
+        return ae_fail(L, "flush: cannot start a thread");
+    }
+    ae_task_set_cancel(task, flush_cancel, j);
+    lua_settop(L, 0);
+    return ae_task_wait(L, 1);
 }
 
 /* random_id() -> 22 characters of the shortuuid alphabet (about 128 bits).
