@@ -321,8 +321,10 @@ function M.new(ctx)
   ----------------------------------------------------------------------------
   -- Cycle (§4.2, §4.3)
   function P.process_host(host, entries, whitelist)
+    local asked = now()
     local links, grouped = repo.links(host) -- the records are grouped while the reply is decoded
     if not ok(links) then return end
+    log.info("links of %s: %d edges in %.2f s", host, #grouped.list, now() - asked)
     local index = grouped.index -- not the list: it would stay alive
     links, grouped = nil, nil -- luacheck: ignore 311
     local items, skipped = logic.map_cache_to_status(entries, index)
@@ -353,6 +355,7 @@ function M.new(ctx)
       log.info("customer cache not available (status %s): cycle ends", tostring(reply.status))
       return false
     end
+    log.info("customer cache: %d entries in %.2f s", #reply.body, now() - started)
     local entries, whitelist, hosts, by_host = {}, {}, {}, {}
     for _, e in ipairs(reply.body) do
       if type(e) == "table" and type(e.edge) == "table" and not logic.is_blacklisted(e.edge, cfg.blacklisted_edges) then
