@@ -42,6 +42,7 @@
 
 #define ARRAY_MT "ae.json.array"
 #define OBJECT_MT "ae.json.object"
+#define RAW_MT "ae.json.raw" /* json.raw: {text = "<JSON text>"}, written verbatim */
 
 /* json.null is the address of this byte, as a light userdata. */
 static char null_sentinel;
@@ -177,7 +178,7 @@ typedef struct {
     lua_State *L;
     ae_json_buf *b;
     unsigned flags;
-    const void *array_mt, *object_mt;
+    const void *array_mt, *object_mt, *raw_mt;
     int depth;
     jmp_buf jb;
     char *err;
@@ -370,6 +371,60 @@ static void enc_string(enc *e, const char *str, size_t n) {
 
 static void enc_value(enc *e, int idx);
 
+/* A json.raw value: its text verbatim. With AE_JSON_ASCII, bytes >= 0x7F
+ * (which valid JSON has only inside strings) become \u escapes as enc_string
+ * writes them, so a raw part of a message is as ASCII as the rest. */
+static void enc_raw_value(enc *e, int idx) {
+    lua_State *L = e->L;
+    lua_pushliteral(L, "text");
+    int t = lua_rawget(L, idx);
+    if (t != LUA_TSTRING) {
+        lua_pop(L, 1);
+        enc_fail(e, "cannot encode a json.raw value whose text is a %s (must be a string)", lua_typename(L, t));
+    }
+    size_t n;
+    const char *str = lua_tolstring(L, -1, &n);
+    if (!(e->flags & AE_JSON_ASCII)) {
+        enc_raw(e, str, n);
+        lua_pop(L, 1);
+        return;
+    }
+    const unsigned char *s = (const unsigned char *)str, *end = s + n;
+    ae_json_buf *b = e->b;
+    enc_reserve(e, n);
+    while (s < end) {
+        const unsigned char *run = s;
+        while (s < end && *s < 0x7F)
+            s++;
+        if (s > run) {
+            memcpy(b->data + b->len, run, (size_t)(s - run));
+            b->len += (size_t)(s - run);
+        }
+        if (s == end) break;
+        enc_reserve(e, 12 + (size_t)(end - s));
+        char *o = b->data + b->len;
+        uint32_t cp = 0x7F;
+        size_t k = *s == 0x7F ? 1 : utf8_seq(s, end, &cp);
+        if (!k) {
+            if (!(e->flags & AE_JSON_REPLACE_INVALID_UTF8))
+                enc_fail(e, "invalid UTF-8 in a json.raw text (byte %zu of %zu)",
+                         (size_t)(s - (const unsigned char *)str) + 1, n);
+            cp = 0xFFFD;
+            k = 1;
+        }
+        if (cp >= 0x10000) {
+            cp -= 0x10000;
+            o = put_u16(o, 0xD800 + (cp >> 10));
+            o = put_u16(o, 0xDC00 + (cp & 0x3FF));
+        } else {
+            o = put_u16(o, cp);
+        }
+        s += k;
+        b->len = (size_t)(o - b->data);
+    }
+    lua_pop(L, 1);
+}
+
 /* Key scan of a table: counts positive integer keys, their max, and whether
  * string / non-positive integer keys exist. Raises on other key types, and
  * on mixed integer/string keys when mixed_is_error. */
@@ -483,6 +538,10 @@ static void enc_table(enc *e, int idx) {
         mt = lua_topointer(L, -1);
         lua_pop(L, 1);
     }
+    if (mt && mt == e->raw_mt) {
+        enc_raw_value(e, idx);
+        return;
+    }
     keyscan ks;
     if (mt == e->array_mt) {
         scan_keys(e, idx, &ks, 0);
@@ -580,11 +639,12 @@ int ae_json_encode_into(lua_State *L, int idx, unsigned flags, ae_json_buf *out,
     e->depth = 0;
     e->err = err;
     e->errlen = errlen;
-    e->array_mt = e->object_mt = NULL;
-    if (lua_checkstack(L, 2)) {
+    e->array_mt = e->object_mt = e->raw_mt = NULL;
+    if (lua_checkstack(L, 3)) {
         if (luaL_getmetatable(L, ARRAY_MT) == LUA_TTABLE) e->array_mt = lua_topointer(L, -1);
         if (luaL_getmetatable(L, OBJECT_MT) == LUA_TTABLE) e->object_mt = lua_topointer(L, -1);
-        lua_pop(L, 2);
+        if (luaL_getmetatable(L, RAW_MT) == LUA_TTABLE) e->raw_mt = lua_topointer(L, -1);
+        lua_pop(L, 3);
     }
     int rc = enc_run(e, idx);
     lua_settop(L, top);
@@ -627,6 +687,14 @@ typedef struct {
     size_t each_len;
     int each_fn;     /* stack slot of the callback */
     int each_failed; /* the callback raised: its error is in the registry */
+    /* validate only (json.with_member): same grammar and errors, nothing is
+     * pushed; dec_string leaves the decoded string in sval/slen instead */
+    int validate;
+    const char *sval;
+    size_t slen;
+    const char *member_key; /* with_member: a key the elements must not have */
+    size_t member_len;
+    lua_Integer elem; /* with_member: 1-based index of the element being read */
 } dec;
 
 #define EACH_ERROR "ae.json.each_error"
@@ -713,7 +781,12 @@ static void dec_string(dec *d) {
         if (q >= e) dec_fail(d, open, "unterminated string");
         unsigned char c = (unsigned char)*q;
         if (c == '"') {
-            lua_pushlstring(d->L, s, (size_t)(q - s));
+            if (d->validate) {
+                d->sval = s;
+                d->slen = (size_t)(q - s);
+            } else {
+                lua_pushlstring(d->L, s, (size_t)(q - s));
+            }
             d->p = q + 1;
             return;
         }
@@ -785,7 +858,12 @@ static void dec_string(dec *d) {
         q += k;
     }
     d->p = q + 1;
-    lua_pushlstring(d->L, b->data, b->len);
+    if (d->validate) {
+        d->sval = b->data;
+        d->slen = b->len;
+    } else {
+        lua_pushlstring(d->L, b->data, b->len);
+    }
 }
 
 static const double pow10_tab[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
@@ -845,6 +923,7 @@ static void dec_number(dec *d) {
     }
     d->p = p;
     if (is_int && !overflow) {
+        if (d->validate) return; /* an integer or a finite float either way */
         if (!neg && m <= (uint64_t)INT64_MAX) {
             lua_pushinteger(d->L, (lua_Integer)m);
             return;
@@ -857,6 +936,7 @@ static void dec_number(dec *d) {
     /* Clinger's fast path: exact mantissa and power of ten, one rounding */
     int e10 = exp10 - frac_digits;
     if (!overflow && m <= (1ull << 53) && e10 >= -22 && e10 <= 22) {
+        if (d->validate) return; /* finite */
         double v = (double)m;
         v = e10 < 0 ? v / pow10_tab[-e10] : v * pow10_tab[e10];
         lua_pushnumber(d->L, neg ? -v : v);
@@ -870,7 +950,7 @@ static void dec_number(dec *d) {
     double v = strtod(txt, NULL);
     if (txt != tmp) free(txt);
     if (!isfinite(v)) dec_fail(d, start, "number out of range");
-    lua_pushnumber(d->L, v);
+    if (!d->validate) lua_pushnumber(d->L, v);
 }
 
 static void dec_value(dec *d);
@@ -926,7 +1006,52 @@ static void dec_collect(lua_State *L, int base, int n, int pairs, int size) {
     }
 }
 
+/* Validate-only containers: the grammar and messages of dec_array /
+ * dec_object, nothing pushed. In an element of with_member's array (depth 2)
+ * a key equal to member_key fails. */
+static void val_array(dec *d) {
+    dec_enter(d);
+    d->p = skip_ws(d->p + 1, d->end);
+    if (d->p < d->end && *d->p == ']') {
+        d->p++;
+    } else {
+        do
+            dec_value(d);
+        while (dec_more(d, ']'));
+    }
+    d->depth--;
+}
+
+static void val_object(dec *d) {
+    char tmp[16];
+    dec_enter(d);
+    d->p = skip_ws(d->p + 1, d->end);
+    if (d->p < d->end && *d->p == '}') {
+        d->p++;
+    } else {
+        do {
+            d->p = skip_ws(d->p, d->end);
+            if (d->p >= d->end || *d->p != '"') dec_fail(d, d->p, "expected a string key, got %s", got(d, d->p, tmp));
+            const char *key_at = d->p;
+            dec_string(d);
+            if (d->member_key && d->depth == 2 && d->slen == d->member_len &&
+                memcmp(d->sval, d->member_key, d->slen) == 0)
+                dec_fail(d, key_at, "element %lld already has a member \"%.*s\"", (long long)d->elem,
+                         (int)(d->member_len > 40 ? 40 : d->member_len), d->member_key);
+            d->p = skip_ws(d->p, d->end);
+            if (d->p >= d->end || *d->p != ':') dec_fail(d, d->p, "expected ':', got %s", got(d, d->p, tmp));
+            d->p++;
+            dec_value(d);
+        } while (dec_more(d, '}'));
+    }
+    d->depth--;
+}
+
 static void dec_array(dec *d) {
+    if (d->validate) {
+        val_array(d);
+        return;
+    }
     lua_State *L = d->L;
     dec_enter(d);
     int base = lua_gettop(L), table = 0;
@@ -982,6 +1107,10 @@ static void dec_array_each(dec *d) {
 }
 
 static void dec_object(dec *d) {
+    if (d->validate) {
+        val_object(d);
+        return;
+    }
     lua_State *L = d->L;
     char tmp[16];
     dec_enter(d);
@@ -1040,15 +1169,15 @@ static void dec_value(dec *d) {
     case '"': dec_string(d); break;
     case 't':
         dec_literal(d, "true", 4);
-        lua_pushboolean(d->L, 1);
+        if (!d->validate) lua_pushboolean(d->L, 1);
         break;
     case 'f':
         dec_literal(d, "false", 5);
-        lua_pushboolean(d->L, 0);
+        if (!d->validate) lua_pushboolean(d->L, 0);
         break;
     case 'n':
         dec_literal(d, "null", 4);
-        lua_pushlightuserdata(d->L, JSON_NULL);
+        if (!d->validate) lua_pushlightuserdata(d->L, JSON_NULL);
         break;
     case '-':
     case '0':
@@ -1081,6 +1210,7 @@ static int decode_with(lua_State *L, const char *text, size_t len, char *err, si
                        size_t each_len, int each_fn, int *each_failed) {
     dec d;
     int top = lua_gettop(L);
+    memset(&d, 0, sizeof d);
     d.each_key = each_key;
     d.each_len = each_len;
     d.each_fn = each_fn;
@@ -1153,6 +1283,159 @@ int ae_json_decode(lua_State *L, const char *text, size_t len, char *err, size_t
         return -1;
     }
     return 0;
+}
+
+/* ======================================================== json.with_member */
+
+/* Offsets of the elements' '{' in with_member's text. Kept between calls (like
+ * scratch) so that no Lua error can leak it; trimmed after big use. */
+static _Thread_local struct {
+    size_t *v;
+    size_t n, cap;
+} elems;
+
+static void elems_push(dec *d, size_t off) {
+    if (elems.n == elems.cap) {
+        size_t cap = elems.cap ? elems.cap * 2 : 1024;
+        size_t *v = cap <= SIZE_MAX / sizeof *v ? realloc(elems.v, cap * sizeof *v) : NULL;
+        if (!v) dec_fail(d, d->p, "out of memory");
+        elems.v = v;
+        elems.cap = cap;
+    }
+    elems.v[elems.n++] = off;
+}
+
+static void elems_trim(void) {
+    if (elems.cap > KEEP_BUFFER / sizeof *elems.v) {
+        free(elems.v);
+        elems.v = NULL;
+        elems.cap = 0;
+    }
+    elems.n = 0;
+}
+
+static const char *kind_of(char c) {
+    switch (c) {
+    case '[': return "an array";
+    case '"': return "a string";
+    case 't':
+    case 'f': return "a boolean";
+    case 'n': return "null";
+    default: return "a number";
+    }
+}
+
+/* Validate d's text as a JSON array of objects (the decoder in validate mode,
+ * so exactly what json.decode accepts), recording the offset of each
+ * element's '{' in elems; *open / *close get the array's '[' and ']'. */
+static int members_run(dec *d, const char **open, const char **close) {
+    char tmp[16];
+    const char *key = d->member_key;
+    d->member_key = NULL; /* checked in the elements only */
+    if (setjmp(d->jb)) return -1;
+    if (d->end - d->p >= 3 && memcmp(d->p, "\xEF\xBB\xBF", 3) == 0) d->p += 3; /* UTF-8 BOM */
+    d->p = skip_ws(d->p, d->end);
+    if (d->p >= d->end || *d->p != '[') {
+        const char *at = d->p;
+        dec_value(d); /* not JSON at all: the decoder's message */
+        d->p = skip_ws(d->p, d->end);
+        if (d->p < d->end) dec_fail(d, d->p, "expected end of input after the value, got %s", got(d, d->p, tmp));
+        dec_fail(d, at, "expected an array of objects, got %s", *at == '{' ? "an object" : kind_of(*at));
+    }
+    d->member_key = key;
+    *open = d->p;
+    dec_enter(d);
+    d->p = skip_ws(d->p + 1, d->end);
+    if (d->p < d->end && *d->p == ']') {
+        d->p++;
+    } else {
+        do {
+            d->p = skip_ws(d->p, d->end);
+            d->elem++;
+            if (d->p < d->end && *d->p == '{') {
+                elems_push(d, (size_t)(d->p - d->start));
+                dec_value(d);
+            } else {
+                const char *at = d->p;
+                dec_value(d); /* invalid JSON: the decoder's message */
+                dec_fail(d, at, "element %lld of the array is %s, not an object", (long long)d->elem, kind_of(*at));
+            }
+        } while (dec_more(d, ']'));
+    }
+    *close = d->p - 1;
+    d->depth--;
+    d->p = skip_ws(d->p, d->end);
+    if (d->p < d->end) dec_fail(d, d->p, "expected end of input after the value, got %s", got(d, d->p, tmp));
+    return 0;
+}
+
+/* with_member(text, key, value) -> new_text | nil, message: text, a JSON array
+ * of objects, with "key":value inserted first in every object. Validates with
+ * the decoder (no Lua values built), then copies once. */
+static int l_with_member(lua_State *L) {
+    char err[AE_JSON_ERRLEN];
+    size_t len, klen;
+    if (lua_type(L, 1) != LUA_TSTRING)
+        return luaL_error(L, "ae.json.with_member: text must be a string, got %s", luaL_typename(L, 1));
+    if (lua_type(L, 2) != LUA_TSTRING)
+        return luaL_error(L, "ae.json.with_member: key must be a string, got %s", luaL_typename(L, 2));
+    luaL_checkany(L, 3);
+    lua_settop(L, 3);
+    const char *text = lua_tolstring(L, 1, &len), *key = lua_tolstring(L, 2, &klen);
+    init_tables();
+    /* the member's text, "key":value, at the start of outbuf */
+    outbuf.len = 0;
+    if (ae_json_encode_into(L, 2, 0, &outbuf, err, sizeof err) || buf_reserve(&outbuf, 1) ||
+        (outbuf.data[outbuf.len++] = ':', ae_json_encode_into(L, 3, 0, &outbuf, err, sizeof err))) {
+        buf_trim(&outbuf);
+        if (!strstr(err, "ae.json")) snprintf(err, sizeof err, "ae.json: out of memory");
+        lua_pushstring(L, err);
+        return lua_error(L);
+    }
+    size_t m = outbuf.len;
+    dec d;
+    memset(&d, 0, sizeof d);
+    d.L = L;
+    d.start = d.p = text;
+    d.end = text + len;
+    d.err = err;
+    d.errlen = sizeof err;
+    d.validate = 1;
+    d.member_key = key;
+    d.member_len = klen;
+    elems.n = 0;
+    const char *open = NULL, *close = NULL;
+    int rc = members_run(&d, &open, &close);
+    if (scratch.cap > KEEP_BUFFER) buf_trim(&scratch);
+    size_t n = elems.n, body = rc ? 0 : (size_t)(close - open) + 1;
+    if (!rc && (n > (SIZE_MAX / 2 - body) / (m + 1) || buf_reserve(&outbuf, body + n * (m + 1)))) {
+        snprintf(err, sizeof err, "ae.json: out of memory");
+        rc = -1;
+    }
+    if (rc) {
+        buf_trim(&outbuf);
+        elems_trim();
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    char *member = outbuf.data, *o = outbuf.data + m;
+    const char *src = open;
+    for (size_t i = 0; i < n; i++) {
+        const char *brace = text + elems.v[i];
+        memcpy(o, src, (size_t)(brace + 1 - src));
+        o += brace + 1 - src;
+        memcpy(o, member, m);
+        o += m;
+        src = brace + 1;
+        if (*skip_ws(src, d.end) != '}') *o++ = ','; /* the object is valid: not at the end */
+    }
+    memcpy(o, src, (size_t)(close + 1 - src));
+    o += close + 1 - src;
+    elems_trim();
+    lua_pushlstring(L, outbuf.data + m, (size_t)(o - (outbuf.data + m)));
+    buf_trim(&outbuf);
+    return 1;
 }
 
 /* ================================================================ ae.json */
@@ -1270,6 +1553,23 @@ static int mark(lua_State *L, const char *name, const char *fn) {
 }
 
 static int l_array(lua_State *L) { return mark(L, ARRAY_MT, "array"); }
+
+/* raw(text) -> {text = text} marked "ae.json.raw": encode writes the text as
+ * is (it is not validated: it must be one JSON value) */
+static int l_raw(lua_State *L) {
+    size_t n;
+    if (lua_type(L, 1) != LUA_TSTRING)
+        return luaL_error(L, "ae.json.raw: text must be a string, got %s", luaL_typename(L, 1));
+    const char *s = lua_tolstring(L, 1, &n);
+    if (skip_ws(s, s + n) == s + n) return luaL_error(L, "ae.json.raw: text is empty (one JSON value is needed)");
+    lua_settop(L, 1);
+    lua_createtable(L, 0, 1);
+    lua_pushvalue(L, 1);
+    lua_setfield(L, 2, "text");
+    push_mt(L, RAW_MT);
+    lua_setmetatable(L, 2);
+    return 1;
+}
 static int l_object(lua_State *L) { return mark(L, OBJECT_MT, "object"); }
 
 /* is_array(v) -> true when encode(v) would give a JSON array */
@@ -1280,6 +1580,16 @@ static int l_is_array(lua_State *L) {
     }
     lua_settop(L, 1);
     if (lua_getmetatable(L, 1)) {
+        push_mt(L, RAW_MT);
+        if (lua_rawequal(L, -2, -1)) { /* json.raw: its text is an array */
+            size_t n;
+            lua_pushliteral(L, "text");
+            const char *s = lua_rawget(L, 1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+            const char *p = s ? skip_ws(s, s + n) : NULL;
+            lua_pushboolean(L, p && p < s + n && *p == '[');
+            return 1;
+        }
+        lua_pop(L, 1);
         push_mt(L, ARRAY_MT);
         push_mt(L, OBJECT_MT);
         if (lua_rawequal(L, -3, -2)) {
@@ -1309,9 +1619,9 @@ static int l_is_array(lua_State *L) {
 }
 
 int luaopen_ae_json(lua_State *L) {
-    static const luaL_Reg fns[] = {{"encode", l_encode}, {"decode", l_decode}, {"decode_each", l_decode_each},
-                                   {"array", l_array},   {"object", l_object}, {"is_array", l_is_array},
-                                   {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"encode", l_encode}, {"decode", l_decode},           {"decode_each", l_decode_each},
+                                   {"array", l_array},   {"object", l_object},           {"is_array", l_is_array},
+                                   {"raw", l_raw},       {"with_member", l_with_member}, {NULL, NULL}};
     init_tables();
     luaL_newlib(L, fns);
     lua_pushlightuserdata(L, JSON_NULL);
@@ -1321,6 +1631,8 @@ int luaopen_ae_json(lua_State *L) {
     push_mt(L, ARRAY_MT);
     lua_pop(L, 1);
     push_mt(L, OBJECT_MT);
+    lua_pop(L, 1);
+    push_mt(L, RAW_MT);
     lua_pop(L, 1);
     return 1;
 }
