@@ -308,6 +308,96 @@ describe("velocloud-bridge against the simulator", function()
       assert.equals("{}", calls("getEnterpriseEdgeLinkStatus$")[1].body)
     end)
 
+    -- the VCO's own answer to getEnterpriseEdgeLinkStatus (decoded, and its text), with a session of our own
+    local function vco_links(host)
+      local login = assert(http.post(base .. "/" .. host .. "/portal/rest/login/operatorLogin",
+        { json = { username = USER, password = PASS }, follow = false }))
+      local cookie = assert(tostring(login.headers["set-cookie"]):match("velocloud%.session=[^;,%s]+"))
+      local res = assert(http.post(base .. "/" .. host .. "/portal/rest/monitoring/getEnterpriseEdgeLinkStatus",
+        { headers = { Cookie = cookie, ["Content-Type"] = "application/json" }, body = "{}" }))
+      assert.equals(200, res.status)
+      return assert(res:json()), res.body
+    end
+
+    -- request that also returns the reply's wire text
+    local function request_text(subject, body)
+      local text
+      local reply = assert(nats.request(subject, { request_id = "spec-1", body = body }, {
+        timeout = 5, decode = function(t) text = t; return json.decode(t) end }))
+      return reply, text
+    end
+
+    it("case 11: the records are the VCO's, each with host spliced in first (not re-encoded)", function()
+      start_bridge()
+      -- the simulator's answer has live timestamps: the bridge gets this very text again
+      local expected, vco = vco_links(H1)
+      assert.is_true(#expected > 0)
+      for _, rec in ipairs(expected) do rec.host = H1 end
+      fault { path = "getEnterpriseEdgeLinkStatus", status = 200, body = vco, times = 1 }
+      local reply, text = request_text("get.links.with.edge.info", { host = H1 })
+      assert.equals(200, reply.status)
+      assert.same(expected, reply.body)
+      -- every record starts with "host": the splice, not a decode and re-encode
+      local records, first = 0, 0
+      for _ in text:gmatch('[%[,]{"host":"' .. H1:gsub("%.", "%%.") .. '"') do first = first + 1 end
+      for _ in text:gmatch('"host":') do records = records + 1 end
+      assert.equals(#expected, first)
+      assert.equals(#expected, records)
+    end)
+
+    it("case 11: any VCO list text keeps its value: braces and quotes in strings, nesting, non-ASCII", function()
+      start_bridge { hosts = { H1 } }
+      local vco = '\239\187\191 [ {"name":"a {b} [c] \\"d\\" }","tags":[{"k":{}}],"n":null,"x":-1.5e3} ,\n'
+        .. ' { } , {"city":"Gda\197\132sk \240\159\152\128","esc":"\\u00e9\\/"} ] '
+      fault { path = "getEnterpriseEdgeLinkStatus", status = 200, body = vco, times = 1 }
+      local reply, text = request_text("get.links.with.edge.info", { host = H1 })
+      assert.equals(200, reply.status)
+      local expected = json.decode(vco)
+      for _, rec in ipairs(expected) do rec.host = H1 end
+      assert.same(expected, reply.body)
+      assert.equals(-1500.0, reply.body[1].x)
+      assert.is_nil(text:find("[\128-\255]")) -- the reply stays ASCII (\u escapes), as NATS messages are sent
+      assert.truthy(text:find('{"host":"' .. H1 .. '" }', 1, true)) -- the empty record: no comma
+    end)
+
+    it("case 11: a record that already has host, or a list too big for NATS, gives the same records", function()
+      start_bridge { hosts = { H1 } }
+      fault { path = "getEnterpriseEdgeLinkStatus", status = 200, body = '[{"a":1,"host":"old"},{"a":2}]', times = 1 }
+      assert.same({ { a = 1, host = H1 }, { a = 2, host = H1 } },
+        request("get.links.with.edge.info", { host = H1 }).body)
+      -- ~1.3 MB: the reply is offloaded to Redis by ae.nats, raw text included
+      local recs = {}
+      for i = 1, 15000 do
+        recs[i] = string.format('{"edgeId":%d,"edgeName":"edge-%d with a long name","linkState":"STABLE"}', i, i)
+      end
+      local big = "[" .. table.concat(recs, ",") .. "]"
+      assert.is_true(#big > 1048576)
+      fault { path = "getEnterpriseEdgeLinkStatus", status = 200, body = big, times = 1 }
+      local reply = request("get.links.with.edge.info", { host = H1 })
+      assert.equals(200, reply.status)
+      assert.equals(15000, #reply.body)
+      assert.same({ edgeId = 15000, edgeName = "edge-15000 with a long name", linkState = "STABLE", host = H1 },
+        reply.body[15000])
+    end)
+
+    it("case 12: 2xx bodies that are not a list of objects keep their errors", function()
+      start_bridge { hosts = { H1 } }
+      local function answer(body)
+        fault { path = "getEnterpriseEdgeLinkStatus", status = 200, body = body, times = 1 }
+        local reply = request("get.links.with.edge.info", { host = H1 })
+        reply.request_id = nil
+        return reply
+      end
+      assert.same({ status = 500, body = "Velocloud answered getEnterpriseEdgeLinkStatus with a non-object record" },
+        answer('[{"a":1},2]'))
+      assert.same({ status = 500, body = "Velocloud answered getEnterpriseEdgeLinkStatus without a list" },
+        answer('"text"'))
+      assert.same({ status = 500, body = "Velocloud answered monitoring/getEnterpriseEdgeLinkStatus with a body that "
+        .. "is not JSON" }, answer('[{"a":1},'))
+      assert.same({ status = 200, body = json.array() }, answer(" [ ] "))
+      assert.same({ status = 200, body = { error = "x" } }, answer('{"error":"x"}')) -- relayed as before
+    end)
+
     it("case 11: an OFFLINE edge shows DISCONNECTED links", function()
       start_bridge()
       local edge = first_edge(H2)
