@@ -82,6 +82,12 @@ task.spawn(function()
   while pending > 0 do task.sleep(0.01) end
   local recheck = first_start and (last_end - first_start) or 0
   local total = math.max(t1, last_end or t1) - t0
+  -- a cycle whose hosts all failed (e.g. every links request answered 500) is not a measurement
+  local mapped = m.outage_monitoring_edge:value() or 0
+  if ran and mapped == 0 then
+    log.error("outage bench: the cycle mapped no edge (see the errors above)")
+    ran = false
+  end
   log.info("outage bench: cycle %s in %.2f s: first pass %.2f s, re-checks %.2f s (first start to last end, " ..
     "quarantine %s s); Lua heap now %.0f KB", ran and "ran" or "did not run", total, t1 - t0, recheck,
     tostring(cfg.quarantine), collectgarbage("count"))

@@ -71,12 +71,15 @@ end
 --- get(opts) -> reply {request_id?, body, status}; never raises on I/O.
 -- opts: velo_filter, last_contact_filter (see request_body), timeout (60),
 -- retry (default: the unit's lib.rpc policy), notify_202 (default true),
--- notify (default true: Slack on transport failure).
+-- notify (default true: Slack on transport failure), decode (replaces
+-- json.decode for the reply, e.g. json.decode_each to stream the entries; see
+-- ae.nats request).
 function M.get(opts)
   local body = M.request_body(opts)
   local retry = opts.retry
   if retry == nil then retry = rpc.settings().retry end
-  local reply, err = nats.request(M.SUBJECT, rpc.envelope(body), { timeout = opts.timeout or M.TIMEOUT, retry = retry })
+  local reply, err = nats.request(M.SUBJECT, rpc.envelope(body),
+    { timeout = opts.timeout or M.TIMEOUT, retry = retry, decode = opts.decode })
   if not reply then
     log.error("request to %s failed: %s", M.SUBJECT, tostring(err))
     if opts.notify ~= false and rpc.settings().notify_errors then

@@ -323,6 +323,32 @@ function M.digi_failed_note(now)
     "TimeStamp: " .. M.py_time(now) }, "\n")
 end
 
+--- cache_entry_slimmer() -> slim(entry): a customer-cache entry with only
+-- what this service reads (edge, serial_number, bruin_client_info.client_id
+-- and client_name, the DiGi links of logical_ids; not last_contact). Entries of
+-- one client share one bruin_client_info table, and entries without a DiGi
+-- link share one empty logical_ids list. Anything that is not an entry-shaped
+-- table is returned as it is (the cycle skips it).
+function M.cache_entry_slimmer()
+  local clients, none = {}, {}
+  return function(e)
+    if type(e) ~= "table" or type(e.edge) ~= "table" then return e end
+    local info = e.bruin_client_info
+    if type(info) == "table" then
+      local key = tostring(info.client_id) .. "\0" .. tostring(info.client_name)
+      local shared = clients[key]
+      if not shared then
+        shared = { client_id = info.client_id, client_name = info.client_name }
+        clients[key] = shared
+      end
+      info = shared
+    end
+    local digi = M.digi_links(e.logical_ids)
+    return { edge = e.edge, serial_number = e.serial_number, bruin_client_info = info,
+      logical_ids = #digi > 0 and digi or none }
+  end
+end
+
 --- digi_links(logical_ids): entries whose logical_id contains 00:04:2d,
 -- then those containing 00:27:04 (an entry matching both appears twice).
 function M.digi_links(logical_ids)

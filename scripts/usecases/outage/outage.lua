@@ -356,6 +356,7 @@ function M.new(ctx)
       return false
     end
     log.info("customer cache: %d entries in %.2f s", #reply.body, now() - started)
+    collectgarbage() -- the reply's text (16 MB at 50,000 edges) before the links replies come
     local entries, whitelist, hosts, by_host = {}, {}, {}, {}
     for _, e in ipairs(reply.body) do
       if type(e) == "table" and type(e.edge) == "table" and not logic.is_blacklisted(e.edge, cfg.blacklisted_edges) then
