@@ -284,3 +284,34 @@ describe("triage details split (§5.2, cases 45-47)", function()
     assert.equal("S2", without[1].ticket_detail.detailValue)
   end)
 end)
+
+describe("slim customer-cache entries (memory, repo.customer_cache)", function()
+  local function entry(id, client, ids)
+    return { edge = { host = "h", enterprise_id = 1, edge_id = id }, serial_number = "VC" .. id,
+      last_contact = "2026-01-01T00:00:00.000Z", bruin_client_info = { client_id = client, client_name = "C" .. client },
+      logical_ids = ids }
+  end
+  it("keeps what the service reads, shares client info, keeps only DiGi links", function()
+    local slim = logic.cache_entry_slimmer()
+    local digi = { interface_name = "GE2", logical_id = "00:04:2d:01:02:03:0000" }
+    local a = slim(entry(1, 7, { { interface_name = "GE1", logical_id = "aa:bb" }, digi }))
+    local b = slim(entry(2, 7, { { interface_name = "GE1", logical_id = "cc:dd" } }))
+    local c = slim(entry(3, 8, json.null))
+    assert.same({ host = "h", enterprise_id = 1, edge_id = 1 }, a.edge)
+    assert.equal("VC1", a.serial_number)
+    assert.is_nil(a.last_contact)
+    assert.same({ client_id = 7, client_name = "C7" }, a.bruin_client_info)
+    assert.equal(a.bruin_client_info, b.bruin_client_info) -- one table per client
+    assert.are_not.equal(a.bruin_client_info, c.bruin_client_info)
+    assert.same({ digi }, a.logical_ids)
+    assert.same(logic.digi_links(a.logical_ids), a.logical_ids) -- digi_links of the slim list: the same
+    assert.same({}, b.logical_ids)
+    assert.equal(b.logical_ids, c.logical_ids) -- the shared empty list
+  end)
+  it("passes anything that is not an entry through unchanged", function()
+    local slim = logic.cache_entry_slimmer()
+    assert.equal("x", slim("x"))
+    local odd = { serial_number = "VC9" }
+    assert.equal(odd, slim(odd))
+  end)
+end)
