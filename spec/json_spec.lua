@@ -370,6 +370,208 @@ describe("ae.json", function()
     end)
   end)
 
+  describe("raw", function()
+    it("is written verbatim where it appears: top level, in objects, in arrays", function()
+      assert.equal(' "x" ', json.encode(json.raw(' "x" ')))
+      assert.equal('[1,[1, 2],{"k":{"a" : null}}]',
+        json.encode(json.array({ 1, json.raw("[1, 2]"), { k = json.raw('{"a" : null}') } })))
+      local text = json.encode({ a = json.raw("true"), b = json.object({ c = json.raw("[]") }) })
+      assert.same({ a = true, b = { c = {} } }, json.decode(text))
+      assert.truthy(text:find('"c":[]', 1, true))
+    end)
+
+    it("is a marked table holding the text; json.is_array looks at its first character", function()
+      local r = json.raw("[1]")
+      assert.equal("table", type(r))
+      assert.equal("[1]", r.text)
+      assert.equal("ae.json.raw", getmetatable(r).__name)
+      assert.is_true(json.is_array(r))
+      assert.is_true(json.is_array(json.raw(" \n\t[]")))
+      assert.is_false(json.is_array(json.raw("{}")))
+      assert.is_false(json.is_array(json.raw('"[1]"')))
+      assert.is_false(json.is_array(json.raw("null")))
+    end)
+
+    it("goes through an ae.nats envelope, \\u-escaped like the rest of the message", function()
+      local nats = require "ae.nats"
+      local raw = json.raw('[{"city":"Gdańsk \u{1F600}","del":"\127","n":1.50}]')
+      local text = nats.serialize({ request_id = "r1", status = 200, body = raw })
+      assert.truthy(text:find('[{"city":"Gda\\u0144sk \\ud83d\\ude00","del":"\\u007f","n":1.50}]', 1, true))
+      assert.same({ request_id = "r1", status = 200, body = { { city = "Gdańsk \u{1F600}", del = "\127", n = 1.5 } } },
+        json.decode(text))
+      -- a raw message that is not an object is wrapped like any other value
+      assert.same({ message = { 1, 2 } }, json.decode(nats.serialize(json.raw("[1,2]"))))
+      -- without ascii the text is copied as is
+      assert.equal('{"b":["é"]}', json.encode({ b = json.raw('["é"]') }))
+    end)
+
+    it("raises for invalid UTF-8 with ascii = true, or replaces it on request", function()
+      assert.matches("invalid UTF%-8 in a json.raw text %(byte 3 of 4%) at b",
+        err_of(json.encode, { b = json.raw('"a\255"') }, { ascii = true }))
+      assert.equal('"a\\ufffd"', json.encode(json.raw('"a\255"'), { ascii = true, invalid_utf8 = "replace" }))
+      assert.equal('"a\255"', json.encode(json.raw('"a\255"'))) -- not validated without ascii
+    end)
+
+    it("errors: a text that is not a string", function()
+      assert.equal("ae.json.raw: text must be a string, got number", err_of(json.raw, 5))
+      assert.equal("ae.json.raw: text must be a string, got nil", err_of(json.raw, nil))
+      assert.equal("ae.json.raw: text is empty (one JSON value is needed)", err_of(json.raw, " \n"))
+      local r = json.raw("1")
+      r.text = 5
+      assert.equal("ae.json: cannot encode a json.raw value whose text is a number (must be a string) at a[2]",
+        err_of(json.encode, { a = { 1, r } }))
+      r.text = nil
+      assert.equal("ae.json: cannot encode a json.raw value whose text is a nil (must be a string)",
+        err_of(json.encode, r))
+      assert.matches("not an ae.json mark", err_of(json.array, json.raw("[]")))
+    end)
+  end)
+
+  describe("with_member", function()
+    it("inserts the member first in every object of the array", function()
+      assert.equal('[{"host":"h1","a":1},{"host":"h1","b":{"c":[1,{"d":2}]}}]',
+        json.with_member('[{"a":1},{"b":{"c":[1,{"d":2}]}}]', "host", "h1"))
+      assert.equal('[{"n":null,"a":1}]', json.with_member('[{"a":1}]', "n", json.null))
+      assert.equal('[{"v":[1,2],"a":1}]', json.with_member('[{"a":1}]', "v", { 1, 2 }))
+      assert.equal('[{"v":{"x":[]},"a":1}]', json.with_member('[{"a":1}]', "v", { x = json.array() }))
+      assert.equal('[{"v":1.5,"a":1}]', json.with_member('[{"a":1}]', "v", 1.5))
+      assert.equal('[{"v":[ 9 ],"a":1}]', json.with_member('[{"a":1}]', "v", json.raw("[ 9 ]")))
+      assert.equal('[{"a\\"b\\n":"é","a":1}]', json.with_member('[{"a":1}]', 'a"b\n', "é"))
+    end)
+
+    it("empty array, empty objects (no comma), whitespace kept inside, BOM and outer whitespace dropped", function()
+      assert.equal("[]", json.with_member("[]", "host", "h"))
+      assert.equal("[ \n ]", json.with_member("\239\187\191 \n[ \n ]\t\r\n", "host", "h"))
+      assert.equal('[{"host":"h"},{"host":"h" },{"host":"h"\n}]', json.with_member("[{},{ },{\n}]", "host", "h"))
+      assert.equal('[ {"host":"h", "a" : 1 } ,\n{"host":"h","b":2}]',
+        json.with_member(' [ { "a" : 1 } ,\n{"b":2}] ', "host", "h"))
+    end)
+
+    it("leaves strings alone: braces, brackets, escaped quotes and backslashes in them", function()
+      local text = '[{"s":"{\\"}[","t":"\\\\"},{"u":"}{\\\\\\"{"}]'
+      local out = json.with_member(text, "k", 0)
+      assert.equal('[{"k":0,"s":"{\\"}[","t":"\\\\"},{"k":0,"u":"}{\\\\\\"{"}]', out)
+      assert.same({ { k = 0, s = '{"}[', t = "\\" }, { k = 0, u = '}{\\"{' } }, json.decode(out))
+    end)
+
+    it("allows the key deeper in a record, refuses an element that already has it", function()
+      assert.equal('[{"host":"h","a":{"host":1},"b":[{"host":2}]}]',
+        json.with_member('[{"a":{"host":1},"b":[{"host":2}]}]', "host", "h"))
+      local v, err = json.with_member('[{"a":1},{"a":2, "host":"x"}]', "host", "h")
+      assert.is_nil(v)
+      assert.equal('ae.json: element 2 already has a member "host" at line 1 column 18 (byte 18)', err)
+      -- the key as decoded, escapes included
+      assert.equal('ae.json: element 1 already has a member "host" at line 1 column 3 (byte 3)',
+        select(2, json.with_member('[{"h\\u006fst":1}]', "host", "h")))
+    end)
+
+    it("errors: not an array, an element that is not an object", function()
+      local function err(text) return select(2, json.with_member(text, "host", "h")) end
+      assert.equal("ae.json: expected an array of objects, got an object at line 1 column 1 (byte 1)", err('{"a":1}'))
+      assert.equal("ae.json: expected an array of objects, got null at line 2 column 1 (byte 2)", err("\nnull"))
+      assert.equal("ae.json: expected an array of objects, got a string at line 1 column 1 (byte 1)", err('"[]"'))
+      assert.equal("ae.json: expected an array of objects, got a number at line 1 column 1 (byte 1)", err("-5"))
+      assert.equal("ae.json: element 2 of the array is a number, not an object at line 1 column 5 (byte 5)",
+        err("[{},1]"))
+      assert.equal("ae.json: element 1 of the array is an array, not an object at line 1 column 2 (byte 2)",
+        err("[[{}]]"))
+      assert.equal("ae.json: element 3 of the array is null, not an object at line 1 column 10 (byte 10)",
+        err("[{}, {}, null]"))
+      assert.equal("ae.json: element 1 of the array is a boolean, not an object at line 1 column 2 (byte 2)",
+        err("[true]"))
+      assert.equal("ae.json: element 1 of the array is a string, not an object at line 1 column 2 (byte 2)",
+        err('["{}"]'))
+    end)
+
+    it("rejects exactly what json.decode rejects, with the same message", function()
+      for _, text in ipairs({ "", " ", "[", "[{}", "[{},]", '[{"a":1,}]', '[{"a" 1}]', '[{"a":01}]', "[{}] [",
+        '[{"a":"\1"}]', '[{"a":"\\x"}]', '[{"a":"\\u12"}]', '[{"a":"\255"}]', '[{"a":1e999}]', '[{"a":tru}]',
+        '[{"a":[1,]}]', '[{"a":{"b":}}]', '[{a:1}]', "[{}]]", '{"a":}', "nul", "[{}]\0", '[{"a":"x}]',
+        '[{"a":-}]', '[{"a":1.}]', '[{"a":1e}]', '[{"a":NaN}]', "[{" .. ('"x":['):rep(1000) .. "]" }) do
+        local v, err = json.with_member(text, "host", "h")
+        local d, derr = json.decode(text)
+        assert.is_nil(v, text)
+        assert.is_nil(d, text)
+        assert.equal(derr, err, text)
+      end
+      -- nesting: the same limit as decode (the array is level 1, records level 2)
+      local deep = '[{"x":' .. ("["):rep(998) .. ("]"):rep(998) .. "}]"
+      assert.truthy(json.decode(deep))
+      assert.truthy(json.with_member(deep, "host", "h"))
+      local deeper = '[{"x":' .. ("["):rep(999) .. ("]"):rep(999) .. "}]"
+      assert.is_nil(json.decode(deeper))
+      assert.matches("nesting deeper than 1000 levels", select(2, json.with_member(deeper, "host", "h")))
+      assert.equal(select(2, json.decode(deeper)), select(2, json.with_member(deeper, "host", "h")))
+      -- valid numbers and escapes of every kind are accepted
+      local valid = '[{"a":[0,-0,1.5e-300,1E+2,-9223372036854775808,18446744073709551616,1' .. ('0'):rep(300)
+        .. '],"c":1' .. ('0'):rep(400) .. '.5e-400,"b":"\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00\\udc00"}]'
+      local want = json.decode(valid)
+      want[1].x = json.object()
+      assert.same(want, json.decode(json.with_member(valid, "x", json.object())))
+    end)
+
+    it("raises for misuse: text or key not a string, a value that cannot be encoded", function()
+      assert.equal("ae.json.with_member: text must be a string, got table",
+        err_of(json.with_member, {}, "host", "h"))
+      assert.equal("ae.json.with_member: key must be a string, got number", err_of(json.with_member, "[]", 1, "h"))
+      assert.matches("bad argument #3", err_of(json.with_member, "[]", "host"))
+      assert.equal("ae.json: cannot encode a function", err_of(json.with_member, "[]", "host", print))
+      assert.matches("^ae.json: invalid UTF%-8 in string", err_of(json.with_member, "[]", "ho\255st", 1))
+    end)
+
+    it("round trip: decode(with_member(text)) is decode(text) plus the member, for generated documents", function()
+      math.randomseed(7)
+      local ws = { "", "", "", " ", "\n", "\t ", "\r\n  " }
+      local chars = { "a", "{", "}", "[", "]", '"', "\\", ",", ":", "é", "😀", "h" }
+      local function sp() return ws[math.random(#ws)] end
+      local function str()
+        local t = {}
+        for i = 1, math.random(0, 6) do t[i] = chars[math.random(#chars)] end
+        return json.encode(table.concat(t))
+      end
+      -- a JSON text with random whitespace (keys may repeat inside a record, never "host" at its top level)
+      local function text_of(d, top_of_record)
+        local r = math.random(d > 3 and 4 or 6)
+        if r == 1 then return ({ "null", "true", "false" })[math.random(3)] end
+        if r == 2 then return tostring(math.random(-1000000, 1000000)) .. (math.random() < 0.3 and ".25e1" or "") end
+        if r == 3 then return str() end
+        if r == 4 or r == 5 then
+          local parts = {}
+          for i = 1, math.random(0, 3) do parts[i] = sp() .. text_of(d + 1) .. sp() end
+          return "[" .. sp() .. table.concat(parts, ",") .. "]"
+        end
+        local parts = {}
+        for i = 1, math.random(0, 4) do
+          local key = math.random() < 0.2 and '"host"' or str()
+          if top_of_record and key == '"host"' then key = '"hostname"' end
+          parts[i] = sp() .. key .. sp() .. ":" .. sp() .. text_of(d + 1) .. sp()
+        end
+        return "{" .. sp() .. table.concat(parts, ",") .. "}"
+      end
+      for _ = 1, 300 do
+        local recs = {}
+        for i = 1, math.random(0, 6) do
+          recs[i] = sp() .. (function()
+            local t = text_of(3, true)
+            while t:sub(1, 1) ~= "{" do t = text_of(3, true) end
+            return t
+          end)() .. sp()
+        end
+        local text = sp() .. "[" .. sp() .. table.concat(recs, ",") .. "]" .. sp()
+        local expected = assert(json.decode(text))
+        local commas = 0
+        for _, rec in ipairs(expected) do
+          if next(rec) ~= nil then commas = commas + 1 end
+          rec.host = "mettel.velocloud.net"
+        end
+        local out = assert(json.with_member(text, "host", "mettel.velocloud.net"))
+        assert.same(expected, json.decode(out))
+        -- one copy of the text (outer whitespace dropped) plus the members: nothing else changed
+        assert.equal(#text:match("^%s*(.-)%s*$") + #expected * #'"host":"mettel.velocloud.net"' + commas, #out)
+      end
+    end)
+  end)
+
   describe("round trips", function()
     it("keeps a realistic VeloCloud document unchanged", function()
       local doc = '[{"edgeName":"Edge Gdańsk 01","serialNumber":"VC05200028729",'
