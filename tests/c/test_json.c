@@ -608,6 +608,131 @@ static void test_c_api(lua_State *L) {
     CHECK(lua_gettop(L) == top, "C API keeps the stack balanced");
 }
 
+/* json.raw through the C encoder (what ae.nats uses for envelopes): verbatim,
+ * or \u-escaped with AE_JSON_ASCII exactly as a string value would be */
+static void test_raw(lua_State *L) {
+    char err[AE_JSON_ERRLEN];
+    int top = lua_gettop(L);
+    CHECK(luaL_dostring(
+              L, "local json = require 'ae.json'\n"
+                 "return {status = 200, body = json.raw('[{\"n\":\"Z\\195\\188rich \\240\\159\\152\\128\"}, 1.50]')},"
+                 "  'Z\\195\\188rich \\240\\159\\152\\128'") == LUA_OK,
+          "%s", lua_tostring(L, -1));
+    lua_getfield(L, top + 1, "body");
+    char *plain = ae_json_encode(L, -1, 0, NULL, err, sizeof err);
+    CHECK(plain && strcmp(plain, "[{\"n\":\"Z\xC3\xBCrich \xF0\x9F\x98\x80\"}, 1.50]") == 0, "raw verbatim: %s",
+          plain ? plain : err);
+    char *ascii = ae_json_encode(L, -1, AE_JSON_ASCII, NULL, err, sizeof err);
+    char *str = ae_json_encode(L, top + 2, AE_JSON_ASCII, NULL, err, sizeof err); /* the same text as a string value */
+    CHECK(ascii && str && strcmp(ascii, "[{\"n\":\"Z\\u00fcrich \\ud83d\\ude00\"}, 1.50]") == 0 &&
+              strstr(ascii, str) != NULL,
+          "raw ascii: %s / %s", ascii ? ascii : err, str ? str : "");
+    lua_pop(L, 1);
+    ae_json_buf b = {0};
+    CHECK(ae_json_encode_into(L, top + 1, AE_JSON_ASCII, &b, err, sizeof err) == 0, "envelope: %s", err);
+    cJSON *j = cJSON_Parse(b.data);
+    const cJSON *body = cJSON_GetObjectItemCaseSensitive(j, "body");
+    CHECK(cJSON_GetArraySize(body) == 2 &&
+              strcmp(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(body, 0), "n")->valuestring,
+                     "Z\xC3\xBCrich \xF0\x9F\x98\x80") == 0,
+          "envelope with a raw body parses: %s", b.data);
+    cJSON_Delete(j);
+    ae_json_buf_free(&b);
+    free(plain);
+    free(ascii);
+    free(str);
+    lua_settop(L, top);
+}
+
+/* cJSON builds random arrays of objects, prints them compact or formatted;
+ * json.with_member must give the same objects with "host" first. */
+static cJSON *random_value(int depth) {
+    int r = (int)(rnd() % (depth > 3 ? 4 : 6));
+    static const char *strs[] = {"", "a{b}", "\"q\"", "[x]", "\\", "Gda\xC5\x84sk", "host", ":,"};
+    switch (r) {
+    case 0: return cJSON_CreateNull();
+    case 1: return cJSON_CreateNumber((double)(int64_t)(rnd() % 2000000) - 1000000);
+    case 2: return cJSON_CreateString(strs[rnd() % 8]);
+    case 3: return cJSON_CreateBool(rnd() & 1);
+    case 4: {
+        cJSON *a = cJSON_CreateArray();
+        for (int i = (int)(rnd() % 4); i > 0; i--)
+            cJSON_AddItemToArray(a, random_value(depth + 1));
+        return a;
+    }
+    default: {
+        cJSON *o = cJSON_CreateObject();
+        for (int i = (int)(rnd() % 4); i > 0; i--) {
+            char key[16];
+            snprintf(key, sizeof key, "%s%d", strs[rnd() % 8], i); /* never exactly "host" */
+            cJSON_AddItemToObject(o, key, random_value(depth + 1));
+        }
+        return o;
+    }
+    }
+}
+
+static void test_with_member(lua_State *L) {
+    int top = lua_gettop(L), bad = 0;
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "ae.json");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "with_member");
+    int fn = lua_gettop(L);
+    for (int round = 0; round < 300 && !bad; round++) {
+        cJSON *doc = cJSON_CreateArray();
+        for (int i = (int)(rnd() % 6); i > 0; i--) {
+            cJSON *o = random_value(4); /* depth 4: scalars or arrays... */
+            if (!cJSON_IsObject(o)) {
+                cJSON_Delete(o);
+                o = cJSON_CreateObject();
+                cJSON_AddItemToObject(o, "v", random_value(1));
+            }
+            cJSON_AddItemToArray(doc, o);
+        }
+        char *text = round & 1 ? cJSON_Print(doc) : cJSON_PrintUnformatted(doc);
+        lua_pushvalue(L, fn);
+        lua_pushstring(L, text);
+        lua_pushliteral(L, "host");
+        lua_pushliteral(L, "h\xC3\xA9");
+        lua_call(L, 3, 2);
+        const char *out = lua_tostring(L, -2);
+        cJSON *got = out ? cJSON_Parse(out) : NULL;
+        int ok = got && cJSON_GetArraySize(got) == cJSON_GetArraySize(doc);
+        for (int i = 0; ok && i < cJSON_GetArraySize(doc); i++) {
+            cJSON *g = cJSON_GetArrayItem(got, i), *first = g->child;
+            ok = first && strcmp(first->string, "host") == 0 && cJSON_IsString(first) &&
+                 strcmp(first->valuestring, "h\xC3\xA9") == 0;
+            if (ok) cJSON_Delete(cJSON_DetachItemViaPointer(g, first));
+            ok = ok && cJSON_Compare(g, cJSON_GetArrayItem(doc, i), 1);
+        }
+        CHECK(ok, "with_member of %s gave %s (%s)", text, out ? out : "nil", out ? "" : lua_tostring(L, -1));
+        bad = !ok;
+        lua_pop(L, 2);
+        cJSON_Delete(got);
+        cJSON_Delete(doc);
+        free(text);
+    }
+    /* errors come back as nil, message */
+    static const char *errs[][2] = {
+        {"[{},{\"host\":1}]", "ae.json: element 2 already has a member \"host\" at line 1 column 6 (byte 6)"},
+        {"[{}, 7]", "ae.json: element 2 of the array is a number, not an object at line 1 column 6 (byte 6)"},
+        {"{}", "ae.json: expected an array of objects, got an object at line 1 column 1 (byte 1)"},
+        {"[{}", "ae.json: expected ',' or ']', got end of input at line 1 column 4 (byte 4)"},
+    };
+    for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++) {
+        lua_pushvalue(L, fn);
+        lua_pushstring(L, errs[i][0]);
+        lua_pushliteral(L, "host");
+        lua_pushinteger(L, 1);
+        lua_call(L, 3, 2);
+        CHECK(lua_isnil(L, -2) && strcmp(lua_tostring(L, -1), errs[i][1]) == 0, "with_member(%s): %s", errs[i][0],
+              lua_tostring(L, -1));
+        lua_pop(L, 2);
+    }
+    lua_settop(L, top);
+}
+
 /* an allocator with a byte budget, to check out-of-memory paths */
 static size_t mem_used, mem_limit;
 static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
@@ -664,6 +789,8 @@ int main(void) {
     test_decode_errors(L);
     test_depth(L);
     test_c_api(L);
+    test_raw(L);
+    test_with_member(L);
     lua_close(L);
     test_out_of_memory();
     return TEST_DONE();
