@@ -14,6 +14,7 @@
 # Environment: OUTAGE_BENCH_DOWN (residues mod OUTAGE_BENCH_DOWN_MOD=200 of the edge index that go OFFLINE,
 # "13,30,51,80" = 2 % spread over the 4 hosts,
 # "" = none), OUTAGE_QUARANTINE_SECONDS (0: the re-check of a host runs as soon as its first pass is done), OUTAGE_BENCH_KEEP=1 keeps the logs in $WORK.
+# OUTAGE_BENCH_NATS_GOMAXPROCS (default 1; empty = Go's default) for nats-server.
 # OUTAGE_BENCH_PROFILE=1: each engine writes a Lua profile (AE_PROFILE, docs/operating.md) to $WORK/<N>/{s,c,b}.prof
 # (implies OUTAGE_BENCH_KEEP=1).
 set -euo pipefail
@@ -32,7 +33,15 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-tests/servers.sh start "$WORK/srv" >/dev/null
+# nats-server shares the 2 cores with five busy processes here: with Go's default GOMAXPROCS=2 its idle
+# scheduler threads spin looking for work, which measured 12-14 s of nats-server CPU per 50,000-edge cycle
+# against 6-9 s with 1 (in production nats-server has its own machine). OUTAGE_BENCH_NATS_GOMAXPROCS= keeps Go's default.
+NATS_PROCS=${OUTAGE_BENCH_NATS_GOMAXPROCS-1}
+if [ -n "$NATS_PROCS" ]; then
+  GOMAXPROCS=$NATS_PROCS tests/servers.sh start "$WORK/srv" >/dev/null
+else
+  tests/servers.sh start "$WORK/srv" >/dev/null
+fi
 # shellcheck disable=SC1091
 . "$WORK/srv/env"
 pids=()
