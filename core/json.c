@@ -394,6 +394,11 @@ static void enc_raw_value(enc *e, int idx) {
     enc_reserve(e, n);
     while (s < end) {
         const unsigned char *run = s;
+        /* 8 bytes at a time while none is >= 0x7F (b + 1 carries only out of 0xFF, already caught by b) */
+        for (uint64_t w; end - s >= 8; s += 8) {
+            memcpy(&w, s, 8);
+            if ((w | (w + 0x0101010101010101u)) & 0x8080808080808080u) break;
+        }
         while (s < end && *s < 0x7F)
             s++;
         if (s > run) {
@@ -685,8 +690,9 @@ typedef struct {
     /* json.decode_each: the top-level member whose array goes to a callback */
     const char *each_key;
     size_t each_len;
-    int each_fn;     /* stack slot of the callback */
-    int each_failed; /* the callback raised: its error is in the registry */
+    int each_fn;        /* stack slot of the callback */
+    int each_failed;    /* the callback raised: its error is in the registry */
+    lua_Integer each_n; /* elements given to the callback; -1: the member was not a list */
     /* validate only (json.with_member): same grammar and errors, nothing is
      * pushed; dec_string leaves the decoded string in sval/slen instead */
     int validate;
@@ -1103,6 +1109,7 @@ static void dec_array_each(dec *d) {
             if (!dec_more(d, ']')) break;
         }
     }
+    d->each_n = n;
     d->depth--;
 }
 
@@ -1207,7 +1214,7 @@ static int dec_run(dec *d) {
 /* Decode onto L's stack. Returns 0 with the value on top, or -1 with the
  * stack as it was and err set. Lua errors (out of memory) propagate. */
 static int decode_with(lua_State *L, const char *text, size_t len, char *err, size_t errlen, const char *each_key,
-                       size_t each_len, int each_fn, int *each_failed) {
+                       size_t each_len, int each_fn, int *each_failed, lua_Integer *each_n) {
     dec d;
     int top = lua_gettop(L);
     memset(&d, 0, sizeof d);
@@ -1215,6 +1222,7 @@ static int decode_with(lua_State *L, const char *text, size_t len, char *err, si
     d.each_len = each_len;
     d.each_fn = each_fn;
     d.each_failed = 0;
+    d.each_n = -1;
     init_tables();
     luaL_checkstack(L, 8, "ae.json");
     push_mt(L, ARRAY_MT);
@@ -1230,6 +1238,7 @@ static int decode_with(lua_State *L, const char *text, size_t len, char *err, si
     int rc = dec_run(&d);
     if (scratch.cap > KEEP_BUFFER) buf_trim(&scratch);
     if (each_failed) *each_failed = d.each_failed;
+    if (each_n) *each_n = d.each_n;
     if (rc) {
         lua_settop(L, top);
         return -1;
@@ -1240,7 +1249,7 @@ static int decode_with(lua_State *L, const char *text, size_t len, char *err, si
 }
 
 static int decode(lua_State *L, const char *text, size_t len, char *err, size_t errlen) {
-    return decode_with(L, text, len, err, errlen, NULL, 0, 0, NULL);
+    return decode_with(L, text, len, err, errlen, NULL, 0, 0, NULL, NULL);
 }
 
 typedef struct {
@@ -1495,33 +1504,98 @@ static int decode_failed(lua_State *L, const char *what, const char *err) {
     return 2;
 }
 
+/* ------------------------------------------------------------ buffers */
+
+/* json.buffer(capacity): bytes filled by appends, which decode and
+ * decode_each read in place. For a document that arrives in pieces (an
+ * offloaded NATS message read from Redis 1 MB at a time): joining the pieces
+ * into a Lua string would hold the pieces and the string at once, and a
+ * single read holds the client library's buffer and reply as well. */
+#define BUFFER_MT "ae.json.buffer"
+typedef struct {
+    size_t len, cap;
+    char data[];
+} text_buffer;
+
+static text_buffer *check_buffer(lua_State *L, int idx) { return luaL_checkudata(L, idx, BUFFER_MT); }
+
+/* buffer(capacity) -> buffer */
+static int l_buffer(lua_State *L) {
+    lua_Integer cap = luaL_checkinteger(L, 1);
+    if (cap < 0 || (lua_Unsigned)cap > (lua_Unsigned)(SIZE_MAX / 2))
+        return luaL_error(L, "ae.json.buffer: capacity must be between 0 and %zu bytes", SIZE_MAX / 2);
+    text_buffer *b = lua_newuserdatauv(L, sizeof *b + (size_t)cap, 0);
+    b->len = 0;
+    b->cap = (size_t)cap;
+    luaL_setmetatable(L, BUFFER_MT);
+    return 1;
+}
+
+/* buffer:append(s) -> buffer; more than the capacity raises */
+static int l_buffer_append(lua_State *L) {
+    text_buffer *b = check_buffer(L, 1);
+    size_t n;
+    const char *s = luaL_checklstring(L, 2, &n);
+    if (n > b->cap - b->len)
+        return luaL_error(L, "ae.json.buffer: %zu more bytes do not fit (%zu of %zu used)", n, b->len, b->cap);
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int l_buffer_len(lua_State *L) {
+    lua_pushinteger(L, (lua_Integer)check_buffer(L, 1)->len);
+    return 1;
+}
+
+/* tostring(buffer): its bytes as a string (a copy) */
+static int l_buffer_tostring(lua_State *L) {
+    text_buffer *b = check_buffer(L, 1);
+    lua_pushlstring(L, b->data, b->len);
+    return 1;
+}
+
+/* The text argument of decode / decode_each: a string or a buffer. */
+static const char *text_arg(lua_State *L, int idx, size_t *len, const char *fn) {
+    if (lua_type(L, idx) == LUA_TSTRING) return lua_tolstring(L, idx, len);
+    text_buffer *b = luaL_testudata(L, idx, BUFFER_MT);
+    if (!b) luaL_error(L, "ae.json.%s: text must be a string or a json.buffer, got %s", fn, luaL_typename(L, idx));
+    *len = b->len;
+    return b->data;
+}
+
 /* decode(text) -> value | nil, "ae.json: <what> at line L column C (byte B)" */
 static int l_decode(lua_State *L) {
     char err[AE_JSON_ERRLEN];
     size_t len;
-    if (lua_type(L, 1) != LUA_TSTRING)
-        return luaL_error(L, "ae.json.decode: text must be a string, got %s", luaL_typename(L, 1));
-    const char *text = lua_tolstring(L, 1, &len);
+    const char *text = text_arg(L, 1, &len, "decode");
     lua_settop(L, 1);
     if (decode(L, text, len, err, sizeof err) == 0) return 1;
     return decode_failed(L, "json.decode", err);
 }
 
-/* decode_each(text, key, fn) -> value | nil, message: as decode, but when the
- * top-level value is an object whose member `key` is an array, that array is
- * not built: fn(element, index) gets its elements one by one, and the result
- * has no such member. An error raised by fn propagates. */
+/* decode_each(text, key, fn) -> value, n | nil, message: as decode, but when
+ * the top-level value is an object whose member `key` is an array, that array
+ * is not built: fn(element, index) gets its elements one by one, the result
+ * has no such member, and n is the number of elements (nil when there was no
+ * such array). An error raised by fn propagates. */
 static int l_decode_each(lua_State *L) {
     char err[AE_JSON_ERRLEN];
     size_t len, klen;
-    if (lua_type(L, 1) != LUA_TSTRING)
-        return luaL_error(L, "ae.json.decode_each: text must be a string, got %s", luaL_typename(L, 1));
+    const char *text = text_arg(L, 1, &len, "decode_each");
     const char *key = luaL_checklstring(L, 2, &klen);
     luaL_checktype(L, 3, LUA_TFUNCTION);
-    const char *text = lua_tolstring(L, 1, &len);
     lua_settop(L, 3);
     int failed = 0;
-    if (decode_with(L, text, len, err, sizeof err, key, klen, 3, &failed) == 0) return 1;
+    lua_Integer n = -1;
+    if (decode_with(L, text, len, err, sizeof err, key, klen, 3, &failed, &n) == 0) {
+        if (n < 0)
+            lua_pushnil(L);
+        else
+            lua_pushinteger(L, n);
+        return 2;
+    }
     if (failed) {
         lua_getfield(L, LUA_REGISTRYINDEX, EACH_ERROR);
         lua_pushnil(L);
@@ -1621,8 +1695,17 @@ static int l_is_array(lua_State *L) {
 int luaopen_ae_json(lua_State *L) {
     static const luaL_Reg fns[] = {{"encode", l_encode}, {"decode", l_decode},           {"decode_each", l_decode_each},
                                    {"array", l_array},   {"object", l_object},           {"is_array", l_is_array},
-                                   {"raw", l_raw},       {"with_member", l_with_member}, {NULL, NULL}};
+                                   {"raw", l_raw},       {"with_member", l_with_member}, {"buffer", l_buffer},
+                                   {NULL, NULL}};
+    static const luaL_Reg buffer_m[] = {
+        {"append", l_buffer_append}, {"__len", l_buffer_len}, {"__tostring", l_buffer_tostring}, {NULL, NULL}};
     init_tables();
+    if (luaL_newmetatable(L, BUFFER_MT)) {
+        luaL_setfuncs(L, buffer_m, 0);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
     luaL_newlib(L, fns);
     lua_pushlightuserdata(L, JSON_NULL);
     lua_setfield(L, -2, "null");
