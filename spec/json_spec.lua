@@ -255,9 +255,9 @@ describe("ae.json", function()
       end)
     end
 
-    it("raises when the argument is not a string (misuse)", function()
-      assert.equal("ae.json.decode: text must be a string, got nil", err_of(json.decode, nil))
-      assert.equal("ae.json.decode: text must be a string, got table", err_of(json.decode, {}))
+    it("raises when the argument is not a string or a json.buffer (misuse)", function()
+      assert.equal("ae.json.decode: text must be a string or a json.buffer, got nil", err_of(json.decode, nil))
+      assert.equal("ae.json.decode: text must be a string or a json.buffer, got table", err_of(json.decode, {}))
     end)
 
     it("accepts 1000 levels of nesting and refuses more, without overflowing", function()
