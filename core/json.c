@@ -1523,7 +1523,7 @@ static text_buffer *check_buffer(lua_State *L, int idx) { return luaL_checkudata
 static int l_buffer(lua_State *L) {
     lua_Integer cap = luaL_checkinteger(L, 1);
     if (cap < 0 || (lua_Unsigned)cap > (lua_Unsigned)(SIZE_MAX / 2))
-        return luaL_error(L, "ae.json.buffer: capacity must be between 0 and %zu bytes", SIZE_MAX / 2);
+        return luaL_error(L, "ae.json.buffer: capacity must be between 0 and %I bytes", (lua_Integer)(SIZE_MAX / 2));
     text_buffer *b = lua_newuserdatauv(L, sizeof *b + (size_t)cap, 0);
     b->len = 0;
     b->cap = (size_t)cap;
@@ -1537,7 +1537,8 @@ static int l_buffer_append(lua_State *L) {
     size_t n;
     const char *s = luaL_checklstring(L, 2, &n);
     if (n > b->cap - b->len)
-        return luaL_error(L, "ae.json.buffer: %zu more bytes do not fit (%zu of %zu used)", n, b->len, b->cap);
+        return luaL_error(L, "ae.json.buffer: %I more bytes do not fit (%I of %I used)", (lua_Integer)n,
+                          (lua_Integer)b->len, (lua_Integer)b->cap);
     memcpy(b->data + b->len, s, n);
     b->len += n;
     lua_settop(L, 1);

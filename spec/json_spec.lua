@@ -280,6 +280,41 @@ describe("ae.json", function()
     end)
   end)
 
+  describe("buffer", function()
+    it("is filled by appends and read in place by decode and decode_each", function()
+      local text = [[{"status":200,"body":[{"a":1},{"a":"\u00e9"}]}]]
+      local buf = json.buffer(#text)
+      assert.equal(0, #buf)
+      for i = 1, #text, 7 do buf:append(text:sub(i, i + 6)) end
+      assert.equal(#text, #buf)
+      assert.equal(text, tostring(buf))
+      assert.same(json.decode(text), json.decode(buf))
+      local got = {}
+      local v, n = json.decode_each(buf, "body", function(e) got[#got + 1] = e.a end)
+      assert.equal(200, v.status)
+      assert.equal(2, n)
+      assert.same({ 1, "é" }, got)
+    end)
+    it("refuses more than its capacity, a bad capacity, and decodes only what was appended", function()
+      local buf = json.buffer(4)
+      buf:append("[1,")
+      assert.has_error(function() buf:append("2]") end, "ae.json.buffer: 2 more bytes do not fit (3 of 4 used)")
+      assert.equal(3, #buf)
+      local v, err = json.decode(buf)
+      assert.is_nil(v)
+      assert.matches("end of input", err)
+      buf:append("]")
+      assert.is_nil(json.decode(buf)) -- "[1,]" is not JSON
+      assert.has_error(function() json.buffer(-1) end)
+      assert.has_error(function() json.buffer("x") end)
+      assert.has_error(function() json.decode({}) end,
+        "ae.json.decode: text must be a string or a json.buffer, got table")
+      local empty = json.buffer(0)
+      assert.equal(0, #empty)
+      assert.is_nil(json.decode(empty))
+    end)
+  end)
+
   describe("decode_each", function()
     it("hands the top-level member's array to the callback, element by element, and leaves it out", function()
       local got = {}
@@ -295,6 +330,17 @@ describe("ae.json", function()
       assert.equal("s", got[4][1])
       assert.equal(json.null, got[5][1])
       assert.is_false(json.is_array(v)) -- the rest is still a marked object
+    end)
+
+    it("returns how many elements it streamed: nil when the member was not a list", function()
+      local function count(text)
+        return select(2, json.decode_each(text, "body", function() end))
+      end
+      assert.equal(3, count('{"body":[1,2,3]}'))
+      assert.equal(0, count('{"body":[]}'))
+      assert.is_nil(count('{"status":200}'))
+      assert.is_nil(count('{"body":"text"}'))
+      assert.is_nil(count('[1]'))
     end)
 
     it("keeps a member that is not an array, and ignores nested members of that name", function()

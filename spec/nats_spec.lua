@@ -181,10 +181,11 @@ describe("ae.nats", function()
     for i = 1, 30000 do rows[i] = { id = i, name = "edge-with-a-long-name-" .. i } end -- ~1.3 MB: offloaded
     local sub = assert(nats.serve(subj, function() return { status = 200, body = rows } end))
     assert(nats.flush(2))
-    local got, decoded = 0, 0
+    local got, decoded, kinds = 0, 0, {}
     local reply = assert(nats.request(subj, { request_id = "S1", body = {} }, { timeout = 5,
       decode = function(text)
         decoded = decoded + 1
+        kinds[decoded] = type(text) == "string" and "string" or tostring(getmetatable(text).__name)
         got = 0 -- a fresh count per decode: the stub, then the recovered text
         return json.decode_each(text, "body", function(row, i)
           assert.equal(i, row.id)
@@ -196,6 +197,7 @@ describe("ae.nats", function()
     assert.is_nil(reply.body)
     assert.equal(30000, got)
     assert.equal(2, decoded) -- the stub and the offloaded text
+    assert.same({ "string", "ae.json.buffer" }, kinds) -- read from Redis a chunk at a time into a json.buffer
     assert.has_error(function() nats.request(subj, {}, { decode = "json" }) end)
     sub:unsubscribe()
   end)

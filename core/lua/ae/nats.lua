@@ -68,7 +68,28 @@ local function offload(text)
   return '{"token":"' .. token .. '","is_stored":true}'
 end
 
--- Recover an offloaded message ({"token":..., "is_stored": true}).
+-- Read an offloaded message into a json.buffer, M.READ_CHUNK bytes per
+-- GETRANGE: a single GET of 18 MB held hiredis's read buffer, its reply and the
+-- Lua string at once (~3x the message); this holds the buffer and one chunk.
+-- nil when the key is gone (STRLEN of a missing key is 0).
+M.READ_CHUNK = 1048576
+local function read_offloaded(r, token)
+  local size = r:call("STRLEN", token)
+  if type(size) ~= "number" or size <= 0 then return nil end
+  local buf = json.buffer(size)
+  for from = 0, size - 1, M.READ_CHUNK do
+    local to = math.min(from + M.READ_CHUNK, size) - 1
+    local part = r:call("GETRANGE", token, from, to)
+    if type(part) ~= "string" or #part ~= to - from + 1 then
+      error("offloaded message " .. token .. " changed while it was read", 0)
+    end
+    buf:append(part)
+  end
+  return buf
+end
+
+-- Recover an offloaded message ({"token":..., "is_stored": true}); the text
+-- given to dec (json.decode, or a request's decode option) is a json.buffer.
 local function recover_one(stub, dec)
   local token = stub.token
   if type(token) ~= "string" or token == "" then
@@ -78,14 +99,14 @@ local function recover_one(stub, dec)
   local r
   local ok, text = pcall(function()
     r = redis()
-    return r:call("GET", token)
+    return read_offloaded(r, token)
   end)
-  if ok then pcall(r.call, r, "DEL", token) end -- always, right after the GET
+  if r then pcall(r.call, r, "DEL", token) end -- always, right after the read
   if not ok then
     count("aengine_nats_offload_errors", "Large-message offloads to Redis that failed", "op", "recover")
     return nil, "cannot read offloaded message " .. token .. " from Redis: " .. tostring(text)
   end
-  if type(text) ~= "string" then
+  if text == nil then
     count("aengine_nats_offload_errors", "Large-message offloads to Redis that failed", "op", "recover")
     return nil, "offloaded message " .. token .. " is not in Redis (expired or already read)"
   end
@@ -163,7 +184,8 @@ end
 --- c:request(subject, msg, {timeout = 10, retry = false|"default"|"cache"|{...}, decode = fn})
 -- -> reply | nil, "ae.nats: <reason>"
 -- decode(text) -> value | nil, err replaces json.decode for the reply (and
--- for an offloaded reply's text), e.g. json.decode_each to stream its body.
+-- for an offloaded reply's text, which is a json.buffer: json.decode and
+-- json.decode_each read both), e.g. json.decode_each to stream its body.
 function Conn:request(subject, msg, opts)
   check_subject(subject, "request")
   opts = opts or {}
