@@ -58,7 +58,20 @@ if os.getenv("OUTAGE_BENCH_HEAP") == "2" then
     local f = io.open("/proc/self/status")
     local rss = f and f:read("a"):match("VmRSS:%s*(%d+)")
     if f then f:close() end
-    log.info("outage bench heap: %.0f KB allocated, RSS %s KB", collectgarbage("count"), tostring(rss))
+    -- where the RSS is: the brk heap vs anonymous mappings (mmapped buffers, thread arenas)
+    local heap, anon, cur = 0, 0, nil
+    f = io.open("/proc/self/smaps")
+    for line in f and f:lines() or function() end do
+      if line:match("^%x+%-%x+ ") then
+        cur = line:match("%[heap%]") and "heap" or (line:match("^%S+ %S+ %S+ %S+ 0%s*$") and "anon" or nil)
+      elseif cur and line:match("^Rss:") then
+        local kb = tonumber(line:match("(%d+)"))
+        if cur == "heap" then heap = heap + kb else anon = anon + kb end
+      end
+    end
+    if f then f:close() end
+    log.info("outage bench heap: %.0f KB allocated, RSS %s KB (brk heap %d KB, anonymous maps %d KB)",
+      collectgarbage("count"), tostring(rss), heap, anon)
   end, { name = "_outage_bench_heap" })
 end
 if os.getenv("OUTAGE_BENCH_HEAP") == "1" then
@@ -71,7 +84,12 @@ end
 
 -- The unit's garbage-collector mode: generational, as scripts/usecases/service_outage_monitor.lua sets it;
 -- OUTAGE_BENCH_GC=incremental to compare
-collectgarbage(os.getenv("OUTAGE_BENCH_GC") or "generational")
+if os.getenv("OUTAGE_BENCH_GC") == "incremental" then
+  collectgarbage("incremental")
+else
+  require("usecases.outage.outage").collector(tonumber(os.getenv("OUTAGE_BENCH_GC_MAJOR")),
+    tonumber(os.getenv("OUTAGE_BENCH_GC_PAUSE")))
+end
 
 task.spawn(function()
   while not exists(ucfg.go_file) do task.sleep(0.05) end

@@ -13,6 +13,10 @@ return {
   console = { socket = dir .. "/b.sock" },
   redis = { main = os.getenv("REDIS_HOSTNAME") or "127.0.0.1:6379" },
   nats = { send_asap = os.getenv("OUTAGE_BENCH_SEND_ASAP") ~= "0" },
+  -- a use-case engine: a ~40 MB live Lua heap and a few replies of 16-18 MB per cycle. Buffers of 1 MB and
+  -- more get their own mapping, so they do not fragment the heap (docs/engine.md, "Memory allocator")
+  malloc = { mmap_threshold_mb = tonumber(os.getenv("OUTAGE_BENCH_B_MMAP_MB")) or 1,
+    trim_threshold_mb = tonumber(os.getenv("OUTAGE_BENCH_B_TRIM_MB")) },
   defaults = { memory_limit_mb = 1024, instruction_budget = 1e9 },
   units = {
     { name = "service_outage_monitor", script = "bench/outage_driver.lua",

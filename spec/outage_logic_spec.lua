@@ -315,3 +315,48 @@ describe("slim customer-cache entries (memory, repo.customer_cache)", function()
     assert.equal(odd, slim(odd))
   end)
 end)
+
+describe("outage_scanner (repo.link_statuses' first pass)", function()
+  -- random links records of a few edges, in random order, with the shapes the grouper skips
+  local function records(seed)
+    math.randomseed(seed)
+    local out = {}
+    for _ = 1, math.random(0, 40) do
+      local kind = math.random(1, 20)
+      if kind == 1 then
+        out[#out + 1] = "not a record"
+      elseif kind == 2 then
+        out[#out + 1] = { host = "h", enterpriseId = 1, edgeId = json.null, linkState = "DISCONNECTED" }
+      else
+        out[#out + 1] = { host = "h", enterpriseId = math.random(1, 2), edgeId = math.random(1, 6),
+          edgeState = ({ "CONNECTED", "OFFLINE", "NEVER_ACTIVATED" })[math.random(1, 3)],
+          linkState = ({ "STABLE", "DISCONNECTED", "UNSTABLE" })[math.random(1, 3)] }
+      end
+    end
+    return out
+  end
+  it("agrees with is_outage over link_grouper's statuses (500 random replies)", function()
+    for seed = 1, 500 do
+      local list = records(seed)
+      local g, s = logic.link_grouper(), logic.outage_scanner()
+      for _, r in ipairs(list) do
+        g.add(r)
+        s.add(r)
+      end
+      local n = 0
+      for key, st in pairs(g.index) do
+        n = n + 1
+        assert.equal(logic.is_outage(st), s.index[key], "seed " .. seed)
+        assert.equal(logic.is_outage(st) or nil, s.outage[key], "seed " .. seed)
+      end
+      for key in pairs(s.index) do assert.is_not_nil(g.index[key], "seed " .. seed) end
+      assert.is_true(n == 0 or next(s.index) ~= nil)
+    end
+  end)
+  it("HEALTHY is a status that is not in outage and cannot be changed", function()
+    assert.is_false(logic.is_outage(logic.HEALTHY))
+    assert.has_error(function() logic.HEALTHY.edgeState = "OFFLINE" end)
+    assert.has_error(function() logic.HEALTHY.links[1] = { linkState = "DISCONNECTED" } end)
+    assert.is_false(logic.is_outage(logic.HEALTHY))
+  end)
+end)

@@ -20,7 +20,7 @@ local config = require "usecases.outage.config"
 -- tens of MB of tables at 50,000 edges) that are garbage a moment later;
 -- the generational collector frees them at its next minor collection
 -- instead of letting the heap double first (docs/bench/outage.md).
-collectgarbage("generational")
+require("usecases.outage.outage").collector()
 
 local okc, cfg = pcall(config.load, unit.config)
 if not okc then

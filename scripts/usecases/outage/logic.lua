@@ -78,15 +78,20 @@ end
 -- into g.list (edge statuses, first-appearance order) and g.index (key ->
 -- status); with `wanted` (a set of edge keys) the other edges are skipped.
 -- Records can be fed one by one while a reply is decoded (json.decode_each).
+-- the edge key of a links record; nil for a record that is skipped
+local function record_key(link)
+  if type(link) ~= "table" then return nil end
+  local edge_id = link.edgeId
+  if is_null(edge_id) or edge_id == 0 then return nil end
+  return M.edge_key(link.host, link.enterpriseId, edge_id)
+end
+
 function M.link_grouper(wanted)
   local g = { list = {}, index = {} }
   local list, index = g.list, g.index
   function g.add(link)
-    if type(link) ~= "table" then return end
-    local edge_id = link.edgeId
-    if is_null(edge_id) or edge_id == 0 then return end
-    local key = M.edge_key(link.host, link.enterpriseId, edge_id)
-    if wanted and not wanted[key] then return end
+    local key = record_key(link)
+    if not key or (wanted and not wanted[key]) then return end
     local status = index[key]
     if not status then
       status = { links = {} }
@@ -100,6 +105,35 @@ function M.link_grouper(wanted)
   end
   return g
 end
+
+--- outage_scanner() -> s: s.add(link) takes links records like a
+-- link_grouper's add but keeps only, per edge key, whether the edge is in
+-- outage by is_outage's rule over the status link_grouper would build (the
+-- edgeState of the edge's first record, the linkState of every record):
+-- s.index[key] = true | false, and s.outage = the set of keys in outage.
+-- For a whole host's links (~1 KB per edge as statuses, a few bytes here);
+-- the statuses of the edges in outage are then grouped in a second pass.
+function M.outage_scanner()
+  local s = { index = {}, outage = {} }
+  local index, outage = s.index, s.outage
+  function s.add(link)
+    local key = record_key(link)
+    if not key then return end
+    local down = index[key]
+    if down == nil then down = link.edgeState == "OFFLINE" end
+    if not down and link.linkState == "DISCONNECTED" then down = true end
+    index[key] = down
+    if down then outage[key] = true end
+  end
+  return s
+end
+
+--- HEALTHY: the status that stands for an edge seen healthy by an
+-- outage_scanner (no state, no links: is_outage is false). Read-only.
+M.HEALTHY = setmetatable({}, {
+  __index = { links = setmetatable({}, { __newindex = function() error("logic.HEALTHY is read-only", 2) end }) },
+  __newindex = function() error("logic.HEALTHY is read-only", 2) end,
+})
 
 --- group_links_by_edge(links) -> list of edge statuses (first-appearance
 -- order) and an index key -> status.
