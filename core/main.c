@@ -72,15 +72,20 @@ static double env_number(const char *name, double def) {
  * faults are expensive (on a paravirtualized VM they dominated: the same 18 MB
  * reply cost 1.6x the CPU). So buffers up to malloc.mmap_threshold come from
  * the heap, and up to malloc.trim_threshold of freed heap is kept for the next
- * one. GLIBC_TUNABLES that name malloc settings win over these. */
-static void tune_malloc(void) {
+ * one. A GLIBC_TUNABLES setting of the same parameter wins. */
+static int tunable_set(const char *name) {
     const char *t = getenv("GLIBC_TUNABLES");
-    if (t && strstr(t, "glibc.malloc.")) return;
+    return t && strstr(t, name);
+}
+
+static void tune_malloc(void) {
     double mmap_mb = ae_config_number("malloc.mmap_threshold_mb", 32);
     double trim_mb = ae_config_number("malloc.trim_threshold_mb", 128);
-    if (mmap_mb > 0 && !mallopt(M_MMAP_THRESHOLD, (int)(mmap_mb * 1024 * 1024)))
+    if (mmap_mb > 0 && !tunable_set("glibc.malloc.mmap_threshold") &&
+        !mallopt(M_MMAP_THRESHOLD, (int)(mmap_mb * 1024 * 1024)))
         ae_log(AE_LOG_WARNING, "engine", 0, "malloc.mmap_threshold_mb = %g refused by glibc (at most 32)", mmap_mb);
-    if (trim_mb > 0) mallopt(M_TRIM_THRESHOLD, (int)(trim_mb * 1024 * 1024));
+    if (trim_mb > 0 && !tunable_set("glibc.malloc.trim_threshold"))
+        mallopt(M_TRIM_THRESHOLD, (int)(trim_mb * 1024 * 1024));
 }
 
 static int boot(const char *config_path) {
