@@ -20,9 +20,9 @@
  *  - nesting is limited to AE_JSON_MAX_DEPTH in both directions.
  *
  * Neither direction calls Lua code (raw accesses only, no metamethods),
- * except json.decode_each's callback, called between two array elements
- * (when no string is being built in the scratch buffer, so a callback may
- * decode or encode itself). Errors inside the codec use longjmp to the entry
+ * except the callbacks of json.decode_each and json.select, called between
+ * two array elements (when no string is being built in the scratch buffer,
+ * so a callback may decode or encode itself). Errors inside the codec use longjmp to the entry
  * point of each direction; the only memory held across them is the
  * thread-local scratch/output buffers, which are reused, never leaked.
  */
@@ -1566,6 +1566,140 @@ static const char *text_arg(lua_State *L, int idx, size_t *len, const char *fn) 
     return b->data;
 }
 
+/* ============================================================ json.select */
+
+/* The byte ranges [from, to) of the elements json.select keeps, in a
+ * userdata at a stack slot: grown by replacing it with a bigger one (the old
+ * one is garbage), so neither a Lua error nor a callback that calls select
+ * itself can leak or clobber it. */
+typedef struct {
+    int slot;      /* stack slot of the userdata */
+    size_t *v;     /* 2 offsets per kept element */
+    size_t n, cap; /* kept elements, room */
+    size_t bytes;  /* sum of the kept elements' lengths */
+} sel_ranges;
+
+static void sel_keep(dec *d, sel_ranges *r, size_t from, size_t to) {
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 256;
+        if (cap > SIZE_MAX / (2 * sizeof *r->v)) dec_fail(d, d->p, "out of memory");
+        size_t *v = lua_newuserdatauv(d->L, cap * 2 * sizeof *v, 0); /* raises on out of memory */
+        if (r->n) memcpy(v, r->v, r->n * 2 * sizeof *v);
+        lua_replace(d->L, r->slot);
+        r->v = v;
+        r->cap = cap;
+    }
+    r->v[2 * r->n] = from;
+    r->v[2 * r->n + 1] = to;
+    r->n++;
+    r->bytes += to - from;
+}
+
+/* Decode d's text, which must be a JSON array, one element at a time: each
+ * goes to the callback at d->each_fn (element, index), and the ranges of the
+ * elements it returns a truthy value for are recorded in r. */
+static int select_run(dec *d, sel_ranges *r) {
+    char tmp[16];
+    lua_State *L = d->L;
+    if (setjmp(d->jb)) return -1;
+    if (d->end - d->p >= 3 && memcmp(d->p, "\xEF\xBB\xBF", 3) == 0) d->p += 3; /* UTF-8 BOM */
+    d->p = skip_ws(d->p, d->end);
+    if (d->p >= d->end || *d->p != '[') {
+        const char *at = d->p;
+        d->validate = 1;
+        dec_value(d); /* not JSON at all: the decoder's message */
+        d->p = skip_ws(d->p, d->end);
+        if (d->p < d->end) dec_fail(d, d->p, "expected end of input after the value, got %s", got(d, d->p, tmp));
+        dec_fail(d, at, "expected an array, got %s", *at == '{' ? "an object" : kind_of(*at));
+    }
+    dec_enter(d);
+    lua_Integer n = 0;
+    d->p = skip_ws(d->p + 1, d->end);
+    if (d->p < d->end && *d->p == ']') {
+        d->p++;
+    } else {
+        do {
+            if (!lua_checkstack(L, 4)) dec_fail(d, d->p, "Lua stack overflow");
+            d->p = skip_ws(d->p, d->end);
+            const char *from = d->p;
+            lua_pushvalue(L, d->each_fn);
+            dec_value(d);
+            lua_pushinteger(L, ++n);
+            if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+                lua_setfield(L, LUA_REGISTRYINDEX, EACH_ERROR);
+                d->each_failed = 1;
+                snprintf(d->err, d->errlen, "ae.json.select: the callback raised an error");
+                longjmp(d->jb, 1);
+            }
+            int keep = lua_toboolean(L, -1);
+            lua_pop(L, 1);
+            if (keep) sel_keep(d, r, (size_t)(from - d->start), (size_t)(d->p - d->start));
+        } while (dec_more(d, ']'));
+    }
+    d->depth--;
+    d->p = skip_ws(d->p, d->end);
+    if (d->p < d->end) dec_fail(d, d->p, "expected end of input after the value, got %s", got(d, d->p, tmp));
+    return 0;
+}
+
+/* select(text, fn) -> new_text, kept | nil, message: text, a JSON array,
+ * decoded element by element (json.decode's rules and messages); fn(element,
+ * index) decides which elements are kept, and the result is the array of the
+ * kept elements' original texts, joined with ",". An error raised by fn
+ * propagates. */
+static int l_select(lua_State *L) {
+    char err[AE_JSON_ERRLEN];
+    size_t len;
+    const char *text = text_arg(L, 1, &len, "select");
+    if (lua_type(L, 2) != LUA_TFUNCTION)
+        return luaL_error(L, "ae.json.select: fn must be a function, got %s", luaL_typename(L, 2));
+    lua_settop(L, 2);
+    init_tables();
+    luaL_checkstack(L, 8, "ae.json");
+    lua_pushnil(L); /* 3: the ranges */
+    push_mt(L, ARRAY_MT);
+    push_mt(L, OBJECT_MT);
+    sel_ranges r = {.slot = 3};
+    dec d;
+    memset(&d, 0, sizeof d);
+    d.L = L;
+    d.start = d.p = text;
+    d.end = text + len;
+    d.array_mt = 4;
+    d.object_mt = 5;
+    d.each_fn = 2;
+    d.err = err;
+    d.errlen = sizeof err;
+    int rc = select_run(&d, &r);
+    if (scratch.cap > KEEP_BUFFER) buf_trim(&scratch);
+    lua_settop(L, 5);
+    if (rc) {
+        if (d.each_failed) {
+            lua_getfield(L, LUA_REGISTRYINDEX, EACH_ERROR);
+            lua_pushnil(L);
+            lua_setfield(L, LUA_REGISTRYINDEX, EACH_ERROR);
+            return lua_error(L);
+        }
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    /* "[" kept elements joined with "," "]"; the text is still at slot 1 */
+    size_t total = r.bytes + (r.n ? r.n - 1 : 0) + 2;
+    luaL_Buffer b;
+    char *o = luaL_buffinitsize(L, &b, total), *o0 = o;
+    *o++ = '[';
+    for (size_t i = 0; i < r.n; i++) {
+        if (i) *o++ = ',';
+        memcpy(o, text + r.v[2 * i], r.v[2 * i + 1] - r.v[2 * i]);
+        o += r.v[2 * i + 1] - r.v[2 * i];
+    }
+    *o++ = ']';
+    luaL_pushresultsize(&b, (size_t)(o - o0));
+    lua_pushinteger(L, (lua_Integer)r.n);
+    return 2;
+}
+
 /* decode(text) -> value | nil, "ae.json: <what> at line L column C (byte B)" */
 static int l_decode(lua_State *L) {
     char err[AE_JSON_ERRLEN];
@@ -1694,9 +1828,16 @@ static int l_is_array(lua_State *L) {
 }
 
 int luaopen_ae_json(lua_State *L) {
-    static const luaL_Reg fns[] = {{"encode", l_encode}, {"decode", l_decode},           {"decode_each", l_decode_each},
-                                   {"array", l_array},   {"object", l_object},           {"is_array", l_is_array},
-                                   {"raw", l_raw},       {"with_member", l_with_member}, {"buffer", l_buffer},
+    static const luaL_Reg fns[] = {{"encode", l_encode},
+                                   {"decode", l_decode},
+                                   {"decode_each", l_decode_each},
+                                   {"array", l_array},
+                                   {"object", l_object},
+                                   {"is_array", l_is_array},
+                                   {"raw", l_raw},
+                                   {"with_member", l_with_member},
+                                   {"buffer", l_buffer},
+                                   {"select", l_select},
                                    {NULL, NULL}};
     static const luaL_Reg buffer_m[] = {
         {"append", l_buffer_append}, {"__len", l_buffer_len}, {"__tostring", l_buffer_tostring}, {NULL, NULL}};

@@ -433,16 +433,21 @@ local function reply(status, body)
   return { status = status, body = body }
 end
 
-local function load_host(host)
+-- The entries of host's cache for which keep(entry) is true, as the text of a
+-- JSON array (the stored bytes of those entries, not re-encoded), and their
+-- count. No cache: "[]". A stored document that is not a JSON list is logged,
+-- counted and treated as empty. keep sees every entry decoded, one at a time:
+-- the decoded tables are garbage as soon as keep returns.
+local function select_host(host, keep)
   local raw = store:get(host)
-  if raw == nil then return {} end
-  local list, err = json.decode(raw)
-  if type(list) ~= "table" then
+  if raw == nil then return "[]", 0 end
+  local text, kept = json.select(raw, keep)
+  if not text then
     m_failures:inc { what = "bad_cache" }
-    log.error("cache of %s is not a JSON list: %s", host, tostring(err))
-    return {}
+    log.error("cache of %s is not a JSON list: %s", host, tostring(kept))
+    return "[]", 0
   end
-  return list
+  return text, kept
 end
 
 local function get(req)
@@ -471,31 +476,36 @@ local function get(req)
       end
     end
   end
-  local out = json.array {}
+  -- One pass over each host's text: `matched` counts the entries of the
+  -- enterprise filter (202 when none, spec §4.5), the texts keep those that also
+  -- pass last_contact_filter (404 when none, §4.6).
+  local matched, wanted = 0, nil
+  local function keep(entry)
+    local edge = type(entry) == "table" and entry.edge
+    if type(edge) ~= "table" or wanted and not wanted[edge.enterprise_id] then return false end
+    matched = matched + 1
+    if not since then return true end
+    local t = type(entry.last_contact) == "string" and time.parse(entry.last_contact, "UTC")
+    return t and t > since
+  end
+  local texts = {}
   for _, host in ipairs(hosts) do
-    local wanted = nil
+    wanted = nil
     if #filter[host] > 0 then
       wanted = {}
       for _, id in ipairs(filter[host]) do wanted[id] = true end
     end
-    for _, entry in ipairs(load_host(host)) do
-      local edge = type(entry) == "table" and entry.edge
-      if type(edge) == "table" and (not wanted or wanted[edge.enterprise_id]) then out[#out + 1] = entry end
-    end
+    local text, kept = select_host(host, keep)
+    if kept > 0 then texts[#texts + 1] = text end
   end
-  if #out == 0 then
+  if matched == 0 then
     return reply(202, "Cache is still being built for host(s): " .. table.concat(hosts, ", "))
   end
-  if since then
-    local kept = json.array {}
-    for _, entry in ipairs(out) do
-      local t = type(entry.last_contact) == "string" and time.parse(entry.last_contact, "UTC")
-      if t and t > since then kept[#kept + 1] = entry end
-    end
-    if #kept == 0 then return reply(404, "No edges were found for the specified filters") end
-    out = kept
-  end
-  return reply(200, out)
+  if #texts == 0 then return reply(404, "No edges were found for the specified filters") end
+  -- the reply body is the kept entries' text: ae.nats writes it as is (no re-encoding)
+  if #texts == 1 then return reply(200, json.raw(texts[1])) end
+  for i, text in ipairs(texts) do texts[i] = text:sub(2, -2) end
+  return reply(200, json.raw("[" .. table.concat(texts, ",") .. "]"))
 end
 
 local function serve_get(req)
