@@ -477,6 +477,50 @@ describe("customer-cache", function()
         last_contact_filter = os.date("!%Y-%m-%dT%H:%M:%S+05:00", now - 6 * 86400 - 60 + 5 * 3600) }
       assert.equals(1, #r.body)
     end)
+
+    it("replies with exactly the entries the filters keep, from several hosts, through the offload", function()
+      -- stored by different writers: compact, spaced, non-ASCII, odd entries; H3 is not a list, H4 has no key
+      local function contact(i) return os.date("!%Y-%m-%dT%H:%M:%S.000Z", T0 - (i % 10) * 86400) end
+      local pad = ("Gdańsk — Zürich "):rep(12)
+      local docs, want = { [H1] = {}, [H2] = {} }, json.array {}
+      local since = T0 - 5 * 86400 - 60 -- keeps the entries contacted 0-5 days before T0
+      local filter = { [H1] = { 1, 3 }, [H2] = json.array {}, [H3] = json.array {}, [H4] = { 2 } }
+      for _, h in ipairs { H1, H2 } do
+        for i = 1, 3000 do
+          local e = entry(h, i % 4, i, contact(i))
+          e.bruin_client_info.client_name = pad .. i
+          docs[h][i] = e
+          local ent_ok = h == H2 or e.edge.enterprise_id == 1 or e.edge.enterprise_id == 3
+          if ent_ok and (i % 10) <= 5 then want[#want + 1] = e end
+        end
+      end
+      local texts = {}
+      for i, e in ipairs(docs[H1]) do texts[i] = json.encode(e) end
+      texts[#texts + 1] = '7' -- not an entry: skipped
+      texts[#texts + 1] = '{"edge":null,"last_contact":"2999-01-01T00:00:00Z"}'
+      cache:set(H1, "[" .. table.concat(texts, ",") .. "]")
+      local spaced = {}
+      for i, e in ipairs(docs[H2]) do spaced[i] = json.encode(e, { ascii = true }):gsub('":', '" : ') end
+      cache:set(H2, "\n[ " .. table.concat(spaced, " ,\n ") .. " ]\n")
+      cache:set(H3, '{"not":"a list"}')
+      local r = get { filter = filter, last_contact_filter = customer_cache.naive_text(since) }
+      assert.equals(200, r.status)
+      assert.is_true(#json.encode(want) > 1048576) -- the reply went through the Redis offload
+      assert.equals(#want, #r.body)
+      assert.same(want, r.body)
+      -- without last_contact_filter: every entry of the enterprise filter, hosts in velo_servers order
+      filter[H1] = json.array {}
+      r = get { filter = filter }
+      assert.equals(200, r.status)
+      assert.equals(6000, #r.body)
+      assert.same(docs[H1][1], r.body[1])
+      assert.same(docs[H2][3000], r.body[6000])
+      -- the last_contact filter removing everything is a 404, the enterprise filter matching nothing a 202
+      r = get { filter = filter, last_contact_filter = "2999-01-01T00:00:00Z" }
+      assert.same({ 404, "No edges were found for the specified filters" }, { r.status, r.body })
+      r = get { filter = { [H1] = { 99 }, [H3] = json.array {} } }
+      assert.same({ 202, "Cache is still being built for host(s): " .. H1 .. ", " .. H3 }, { r.status, r.body })
+    end)
   end)
 
   describe("lib.customer_cache", function()

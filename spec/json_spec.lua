@@ -618,6 +618,195 @@ describe("ae.json", function()
     end)
   end)
 
+  describe("select", function()
+    local function all() return true end
+
+    it("keeps the elements fn accepts, in order, copying their original text", function()
+      local seen = {}
+      local out, kept = json.select('[1,"two",{"n":3},[4],5.0,null,true]', function(_, i)
+        seen[#seen + 1] = i
+        return i % 2 == 1
+      end)
+      assert.equal('[1,{"n":3},5.0,true]', out)
+      assert.equal(4, kept)
+      assert.same({ 1, 2, 3, 4, 5, 6, 7 }, seen)
+      -- the bytes as they are: no re-encoding of numbers, escapes or key order
+      local text = '[{"z":1,"a":1E2,"s":"\\u00e9\\/x"},{"b":-0.0}]'
+      assert.equal(text, (json.select(text, all)))
+      assert.equal('[{"b":-0.0}]', (json.select(text, function(_, i) return i == 2 end)))
+    end)
+
+    it("hands fn each element decoded, as json.decode would, and its 1-based index", function()
+      local got = {}
+      json.select('[{"a":[1,{}],"b":null},[],"x",9007199254740993]', function(v, i)
+        got[i] = v
+        return false
+      end)
+      assert.same(json.decode('[{"a":[1,{}],"b":null},[],"x",9007199254740993]'), got)
+      assert.is_true(json.is_array(got[2]))
+      assert.is_true(json.is_array(got[1].a) and not json.is_array(got[1].a[2]))
+      assert.equal(json.null, got[1].b)
+      assert.equal(9007199254740993, got[4])
+    end)
+
+    it("uses Lua truthiness: only false and nil drop an element", function()
+      local answers = { false, nil, 0, "", json.null, {} }
+      local out, kept = json.select("[1,2,3,4,5,6]", function(_, i) return answers[i] end)
+      assert.same({ "[3,4,5,6]", 4 }, { out, kept })
+    end)
+
+    it("empty array, nothing kept, whitespace and a BOM", function()
+      local calls = 0
+      assert.same({ "[]", 0 }, { json.select("[]", function() calls = calls + 1 end) })
+      assert.same({ "[]", 0 }, { json.select(" \n[ \t]\r\n", function() calls = calls + 1 end) })
+      assert.equal(0, calls)
+      assert.same({ "[]", 0 }, { json.select("[1,2]", function() return false end) })
+      -- whitespace around and between elements is dropped, inside an element it is kept
+      assert.same({ '[{ "a" : [ 1 , 2 ] },3]', 2 },
+        { json.select('\239\187\191 [\n  { "a" : [ 1 , 2 ] } ,\n\t7 , 3 \n] \n', function(v) return v ~= 7 end) })
+    end)
+
+    it("leaves strings alone: brackets, braces, commas, escaped quotes and backslashes in them", function()
+      local text = '["]", "[", "\\"]", "\\\\", "a,b", "{\\"x\\":1}", "é😀", {"k]":"[v,"}]'
+      local out, kept = json.select(text, function(v) return v ~= "a,b" end)
+      assert.equal(7, kept)
+      assert.equal('["]","[","\\"]","\\\\","{\\"x\\":1}","é😀",{"k]":"[v,"}]', out)
+      local d = json.decode(out)
+      assert.same({ "]", "[", '"]', "\\", '{"x":1}', "é😀" }, { table.unpack(d, 1, 6) })
+      assert.equal("[v,", d[7]["k]"])
+    end)
+
+    it("keeps nested arrays and objects whole", function()
+      local text = '[[1,[2,[3]]],{"a":{"b":[{"c":[]}]}},[[]],{}]'
+      assert.equal(text, (json.select(text, all)))
+      assert.equal('[[[]],{}]', (json.select(text, function(_, i) return i > 2 end)))
+    end)
+
+    it("reads a json.buffer in place", function()
+      local buf = json.buffer(64):append('[{"id":1},'):append('{"id":2},{"id":3}]')
+      assert.same({ '[{"id":1},{"id":3}]', 2 }, { json.select(buf, function(v) return v.id ~= 2 end) })
+    end)
+
+    it("errors: not JSON, or JSON that is not an array, return nil and a decode-style message", function()
+      local cases = {
+        { "{}", "ae.json: expected an array, got an object at line 1 column 1 (byte 1)" },
+        { ' "x"', "ae.json: expected an array, got a string at line 1 column 2 (byte 2)" },
+        { "12", "ae.json: expected an array, got a number at line 1 column 1 (byte 1)" },
+        { "null", "ae.json: expected an array, got null at line 1 column 1 (byte 1)" },
+        { "true", "ae.json: expected an array, got a boolean at line 1 column 1 (byte 1)" },
+        { "{} x", "ae.json: expected end of input after the value, got 'x' at line 1 column 4 (byte 4)" },
+        { "", "ae.json: expected a value, got end of input at line 1 column 1 (byte 1)" },
+        { "[1,", "ae.json: expected a value, got end of input at line 1 column 4 (byte 4)" },
+        { "[1] [", "ae.json: expected end of input after the value, got '[' at line 1 column 5 (byte 5)" },
+      }
+      for _, c in ipairs(cases) do
+        assert.same({ nil, c[2] }, { json.select(c[1], all) }, c[1])
+      end
+    end)
+
+    it("rejects exactly what json.decode rejects, with the same message", function()
+      for _, text in ipairs({ "", " ", "[", "[1", "[1,]", '[{"a":1,}]', '[{"a" 1}]', "[01]", "[1] [",
+        '["\1"]', '["\\x"]', '["\\u12"]', '["\255"]', "[1e999]", "[tru]", "[[1,]]", '[{"b":}]', "[{a:1}]",
+        "[1]]", "[1]\0", '["x]', "[-]", "[1.]", "[1e]", "[NaN]", "[" .. ("["):rep(1000) .. ("]"):rep(1000) .. "]" }) do
+        local v, err = json.select(text, all)
+        local d, derr = json.decode(text)
+        assert.is_nil(v, text)
+        assert.is_nil(d, text)
+        assert.equal(derr, err, text)
+      end
+      -- the same depth limit as decode: the array is level 1
+      local deep = "[" .. ("["):rep(999) .. ("]"):rep(999) .. "]"
+      assert.truthy(json.decode(deep))
+      assert.equal(deep, (json.select(deep, all)))
+    end)
+
+    it("hands over the elements before an invalid one, as decode_each does", function()
+      local seen = {}
+      local out, err = json.select("[1,2,x]", function(v) seen[#seen + 1] = v return true end)
+      assert.is_nil(out)
+      assert.equal("ae.json: expected a value, got 'x' at line 1 column 6 (byte 6)", err)
+      assert.same({ 1, 2 }, seen)
+    end)
+
+    it("propagates an error raised by fn, with the elements before it handed over", function()
+      local seen = {}
+      local ok, err = pcall(json.select, "[1,2,3]", function(v)
+        if v == 2 then error({ code = 42 }) end
+        seen[#seen + 1] = v
+        return true
+      end)
+      assert.is_false(ok)
+      assert.same({ code = 42 }, err)
+      assert.same({ 1 }, seen)
+      assert.matches("boom$", err_of(json.select, "[1]", function() error("boom") end))
+      -- nothing is left behind: the next call works
+      assert.same({ "[1]", 1 }, { json.select("[1]", all) })
+    end)
+
+    it("lets fn decode, encode and select itself (no shared state while it runs)", function()
+      local out, kept = json.select('[[1,2,3],[4],[5,6]]', function(v)
+        local inner = assert(json.select(json.encode(v), function(x) return x % 2 == 1 end))
+        return #json.decode(inner) > 0 and json.with_member('[{}]', "k", inner) ~= nil
+      end)
+      assert.same({ "[[1,2,3],[5,6]]", 2 }, { out, kept })
+    end)
+
+    it("raises for misuse: text not a string or json.buffer, fn not a function", function()
+      assert.equal("ae.json.select: text must be a string or a json.buffer, got table", err_of(json.select, {}, all))
+      assert.equal("ae.json.select: fn must be a function, got no value", err_of(json.select, "[]"))
+      assert.equal("ae.json.select: fn must be a function, got table", err_of(json.select, "[]", {}))
+    end)
+
+    it("round trip: decode(select(text, f)) is the filtered decode(text), for generated arrays", function()
+      math.randomseed(11)
+      local ws = { "", "", "", " ", "\n", "\t ", "\r\n  " }
+      local chars = { "a", "{", "}", "[", "]", '"', "\\", ",", ":", "é", "😀", "\n" }
+      local function sp() return ws[math.random(#ws)] end
+      local function str()
+        local t = {}
+        for i = 1, math.random(0, 6) do t[i] = chars[math.random(#chars)] end
+        return json.encode(table.concat(t))
+      end
+      local function text_of(d)
+        local r = math.random(d > 3 and 4 or 6)
+        if r == 1 then return ({ "null", "true", "false" })[math.random(3)] end
+        if r == 2 then return tostring(math.random(-1000000, 1000000)) .. (math.random() < 0.3 and ".25e1" or "") end
+        if r == 3 then return str() end
+        local parts = {}
+        if r == 4 then
+          for i = 1, math.random(0, 3) do parts[i] = sp() .. text_of(d + 1) .. sp() end
+          return "[" .. sp() .. table.concat(parts, ",") .. "]"
+        end
+        for i = 1, math.random(0, 4) do parts[i] = sp() .. str() .. sp() .. ":" .. sp() .. text_of(d + 1) .. sp() end
+        return "{" .. sp() .. table.concat(parts, ",") .. "}"
+      end
+      local kinds = { "number", "string", "table", "boolean", "userdata" }
+      for round = 1, 300 do
+        local elems, texts = {}, {}
+        for i = 1, math.random(0, 8) do
+          texts[i] = text_of(1)
+          elems[i] = sp() .. texts[i] .. sp()
+        end
+        local text = sp() .. "[" .. sp() .. table.concat(elems, ",") .. "]" .. sp()
+        local drop = kinds[round % #kinds + 1] -- a predicate that depends on the decoded value
+        local function f(v, i) return type(v) ~= drop and i % 3 ~= 0 end
+        local all_of = assert(json.decode(text))
+        local expected, want_text = json.array(), {}
+        for i, v in ipairs(all_of) do
+          if f(v, i) then
+            expected[#expected + 1] = v
+            want_text[#want_text + 1] = texts[i]
+          end
+        end
+        local out, kept = json.select(text, f)
+        assert.same(expected, json.decode(out), text)
+        assert.equal(#expected, kept)
+        -- exactly the original texts of the kept elements, joined with ","
+        assert.equal("[" .. table.concat(want_text, ",") .. "]", out)
+      end
+    end)
+  end)
+
   describe("round trips", function()
     it("keeps a realistic VeloCloud document unchanged", function()
       local doc = '[{"edgeName":"Edge Gdańsk 01","serialNumber":"VC05200028729",'
