@@ -4,7 +4,8 @@
  * encodes must parse with cJSON to the same value, and what cJSON prints
  * must decode with ae.json to the same value. Plus exact integers, float
  * round trips on random bit patterns, error messages with positions, depth
- * limits, out-of-memory handling, and stack balance of the C API.
+ * limits, out-of-memory handling, stack balance of the C API, and the
+ * text splices (json.with_member, json.select) against cJSON.
  * Exits non-zero on any failure; prints "N passed, M failed".
  */
 #include "json.h"
@@ -733,6 +734,76 @@ static void test_with_member(lua_State *L) {
     lua_settop(L, top);
 }
 
+/* json.select's predicate for the tests: keeps the elements that are not
+ * numbers and whose index is not a multiple of 3 */
+static int keep_some(lua_State *L) {
+    lua_pushboolean(L, lua_type(L, 1) != LUA_TNUMBER && lua_tointeger(L, 2) % 3 != 0);
+    return 1;
+}
+
+static int keep_some_index(int i, const cJSON *item) { return !cJSON_IsNumber(item) && (i + 1) % 3 != 0; }
+
+/* cJSON builds random arrays, prints them compact or formatted; json.select
+ * must give the kept elements (cJSON equal, and for compact text the very
+ * bytes cJSON printed for them) and count them. */
+static void test_select(lua_State *L) {
+    int top = lua_gettop(L), bad = 0;
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "ae.json");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "select");
+    int fn = lua_gettop(L);
+    for (int round = 0; round < 300 && !bad; round++) {
+        cJSON *doc = cJSON_CreateArray(), *want = cJSON_CreateArray();
+        for (int i = (int)(rnd() % 8); i > 0; i--)
+            cJSON_AddItemToArray(doc, random_value(2));
+        int n = cJSON_GetArraySize(doc), kept = 0;
+        for (int i = 0; i < n; i++) {
+            const cJSON *item = cJSON_GetArrayItem(doc, i);
+            if (keep_some_index(i, item)) {
+                cJSON_AddItemToArray(want, cJSON_Duplicate(item, 1));
+                kept++;
+            }
+        }
+        char *text = round & 1 ? cJSON_Print(doc) : cJSON_PrintUnformatted(doc);
+        lua_pushvalue(L, fn);
+        lua_pushstring(L, text);
+        lua_pushcfunction(L, keep_some);
+        lua_call(L, 2, 2);
+        const char *out = lua_tostring(L, -2);
+        cJSON *got = out ? cJSON_Parse(out) : NULL;
+        int ok = got && cJSON_Compare(got, want, 1) && lua_tointeger(L, -1) == kept;
+        if (ok && !(round & 1)) {
+            char *exact = cJSON_PrintUnformatted(want);
+            ok = strcmp(exact, out) == 0;
+            free(exact);
+        }
+        CHECK(ok, "select of %s gave %s (%s)", text, out ? out : "nil", out ? "" : lua_tostring(L, -1));
+        bad = !ok;
+        lua_pop(L, 2);
+        cJSON_Delete(got);
+        cJSON_Delete(want);
+        cJSON_Delete(doc);
+        free(text);
+    }
+    static const char *errs[][2] = {
+        {"{}", "ae.json: expected an array, got an object at line 1 column 1 (byte 1)"},
+        {"[1,]", "ae.json: expected a value, got ']' at line 1 column 4 (byte 4)"},
+        {"[\"a\" \"b\"]", "ae.json: expected ',' or ']', got '\"' at line 1 column 6 (byte 6)"},
+    };
+    for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++) {
+        lua_pushvalue(L, fn);
+        lua_pushstring(L, errs[i][0]);
+        lua_pushcfunction(L, keep_some);
+        lua_call(L, 2, 2);
+        CHECK(lua_isnil(L, -2) && strcmp(lua_tostring(L, -1), errs[i][1]) == 0, "select(%s): %s", errs[i][0],
+              lua_tostring(L, -1));
+        lua_pop(L, 2);
+    }
+    CHECK(lua_gettop(L) == fn, "select leaves the stack balanced");
+    lua_settop(L, top);
+}
+
 /* an allocator with a byte budget, to check out-of-memory paths */
 static size_t mem_used, mem_limit;
 static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
@@ -791,6 +862,7 @@ int main(void) {
     test_c_api(L);
     test_raw(L);
     test_with_member(L);
+    test_select(L);
     lua_close(L);
     test_out_of_memory();
     return TEST_DONE();
