@@ -1046,6 +1046,24 @@ static int l_start(lua_State *L) {
 }
 
 /* respond(pending, status, headers, body) -> true if sent */
+/* Write a reply at once instead of on the next loop iteration. evhttp_send_reply
+ * only enables the connection's write event: epoll then reports the socket
+ * writable, the reply is written and the event is disabled again, two
+ * epoll_ctl calls and a wakeup per request (40 % of a busy server's system
+ * calls; each is costly on a paravirtualized VM). When the whole reply fits
+ * in the socket, tell evhttp the write is done (its write callback finishes
+ * the request and goes back to reading, which disables the write event before
+ * the loop ever applied it). A partial write leaves the rest to evhttp. */
+static void write_now(struct evhttp_connection *evcon) {
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+    if (!bev) return;
+    struct evbuffer *out = bufferevent_get_output(bev);
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    if (fd < 0 || evbuffer_get_length(out) == 0) return;
+    if (evbuffer_write(out, fd) < 0) return; /* EAGAIN or an error: evhttp's own write sees it */
+    if (evbuffer_get_length(out) == 0) bufferevent_trigger(bev, EV_WRITE, 0);
+}
+
 static int l_respond(lua_State *L) {
     pending *p = luaL_checkudata(L, 1, PENDING_MT);
     int status = (int)luaL_checkinteger(L, 2);
@@ -1085,8 +1103,10 @@ static int l_respond(lua_State *L) {
     add_cors(srv, p->req);
     struct evbuffer *b = evbuffer_new();
     if (b) evbuffer_add(b, body, blen);
+    struct evhttp_connection *evcon = evhttp_request_get_connection(p->req);
     evhttp_send_reply(p->req, status, NULL, b);
     if (b) evbuffer_free(b);
+    if (evcon) write_now(evcon);
     count_reply(status, p->started);
     p->req = NULL;
     pending_unlink(p);

@@ -243,6 +243,27 @@ describe("concurrency", function()
     httpd.unroute("GET", "/fast")
   end)
 
+  -- replies are written at once (write_now in core/http_server.c); one larger than the socket
+  -- buffer is written partly at once and the rest by evhttp; the kept-alive connection goes on
+  it("writes small and large replies whole and keeps the connection for the next request", function()
+    local big = string.rep("0123456789abcdef", 1536 * 1024) -- 24 MB
+    httpd.route("GET", "/size/:what", function(req)
+      if req.params.what == "big" then return { body = big } end
+      return { json = { small = true } }
+    end)
+    for _, what in ipairs({ "small", "big", "small", "big", "small" }) do
+      local res = assert(http.get(url("/size/" .. what), { timeout = 30 }))
+      assert.equal(200, res.status)
+      if what == "big" then
+        assert.equal(#big, #res.body)
+        assert.is_true(res.body == big)
+      else
+        assert.same({ small = true }, res:json())
+      end
+    end
+    httpd.unroute("GET", "/size/:what")
+  end)
+
   it("serves 500 requests from 50 concurrent tasks", function()
     local served = 0
     httpd.route("GET", "/load/:n", function(req)
