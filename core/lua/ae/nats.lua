@@ -71,8 +71,10 @@ end
 -- Read an offloaded message into a json.buffer, M.READ_CHUNK bytes per
 -- GETRANGE: a single GET of 18 MB held hiredis's read buffer, its reply and the
 -- Lua string at once (~3x the message); this holds the buffer and one chunk.
--- nil when the key is gone (STRLEN of a missing key is 0).
-M.READ_CHUNK = 1048576
+-- nil when the key is gone (STRLEN of a missing key is 0). 512 KB: the
+-- chunk, hiredis's reader buffer and reply stay under a 1 MB mmap threshold
+-- (malloc.mmap_threshold_mb, docs/engine.md), so they reuse heap memory.
+M.READ_CHUNK = 524288
 local function read_offloaded(r, token)
   local size = r:call("STRLEN", token)
   if type(size) ~= "number" or size <= 0 then return nil end
