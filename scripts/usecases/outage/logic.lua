@@ -74,10 +74,6 @@ function M.edge_key(host, enterprise_id, edge_id)
   return tostring(host) .. "\0" .. tostring(enterprise_id) .. "\0" .. tostring(edge_id)
 end
 
---- link_grouper([wanted]) -> g: g.add(link) groups one links record by edge
--- into g.list (edge statuses, first-appearance order) and g.index (key ->
--- status); with `wanted` (a set of edge keys) the other edges are skipped.
--- Records can be fed one by one while a reply is decoded (json.decode_each).
 -- the edge key of a links record; nil for a record that is skipped
 local function record_key(link)
   if type(link) ~= "table" then return nil end
@@ -86,6 +82,23 @@ local function record_key(link)
   return M.edge_key(link.host, link.enterpriseId, edge_id)
 end
 
+-- an edge status from its first record, and one link added to it
+local function new_status(link)
+  local status = { links = {} }
+  for _, f in ipairs(EDGE_FIELDS) do status[f] = link[f] end
+  return status
+end
+
+local function add_link(status, link)
+  local l = {}
+  for _, f in ipairs(LINK_FIELDS) do l[f] = link[f] end
+  status.links[#status.links + 1] = l
+end
+
+--- link_grouper([wanted]) -> g: g.add(link) groups one links record by edge
+-- into g.list (edge statuses, first-appearance order) and g.index (key ->
+-- status); with `wanted` (a set of edge keys) the other edges are skipped.
+-- Records can be fed one by one while a reply is decoded (json.decode_each).
 function M.link_grouper(wanted)
   local g = { list = {}, index = {} }
   local list, index = g.list, g.index
@@ -94,36 +107,71 @@ function M.link_grouper(wanted)
     if not key or (wanted and not wanted[key]) then return end
     local status = index[key]
     if not status then
-      status = { links = {} }
-      for _, f in ipairs(EDGE_FIELDS) do status[f] = link[f] end
+      status = new_status(link)
       index[key] = status
       list[#list + 1] = status
     end
-    local l = {}
-    for _, f in ipairs(LINK_FIELDS) do l[f] = link[f] end
-    status.links[#status.links + 1] = l
+    add_link(status, link)
   end
   return g
 end
 
 --- outage_scanner() -> s: s.add(link) takes links records like a
--- link_grouper's add but keeps only, per edge key, whether the edge is in
+-- link_grouper's add but keeps, per edge key, only whether the edge is in
 -- outage by is_outage's rule over the status link_grouper would build (the
 -- edgeState of the edge's first record, the linkState of every record):
--- s.index[key] = true | false, and s.outage = the set of keys in outage.
--- For a whole host's links (~1 KB per edge as statuses, a few bytes here);
--- the statuses of the edges in outage are then grouped in a second pass.
+-- s.index[key] = true | false, s.outage = the set of keys in outage. It also
+-- builds the statuses of the edges in outage, in s.statuses, as link_grouper
+-- would: it keeps the status of the edge being read (records of one edge come
+-- one after the other) and drops it when the next edge starts, unless the
+-- edge is in outage. s.finish() -> the set of edges in outage whose status is
+-- incomplete (their records were not contiguous), nil when none: group those
+-- in a second pass. For a whole host's links: ~1 KB per edge as statuses, a
+-- few bytes here.
 function M.outage_scanner()
-  local s = { index = {}, outage = {} }
-  local index, outage = s.index, s.outage
+  local s = { index = {}, outage = {}, statuses = {} }
+  local index, outage, statuses = s.index, s.outage, s.statuses
+  local current, partial
+  local function leave(key) -- the edge being read is done (or interrupted)
+    if key and not outage[key] then statuses[key] = nil end
+  end
   function s.add(link)
     local key = record_key(link)
     if not key then return end
     local down = index[key]
-    if down == nil then down = link.edgeState == "OFFLINE" end
+    local seen = down ~= nil
+    if not seen then down = link.edgeState == "OFFLINE" end
     if not down and link.linkState == "DISCONNECTED" then down = true end
     index[key] = down
     if down then outage[key] = true end
+    if key ~= current then
+      leave(current)
+      current = key
+      if seen and not statuses[key] then -- earlier records of this edge were dropped
+        partial = partial or {}
+        partial[key] = true
+      end
+    end
+    if partial and partial[key] then return end
+    local status = statuses[key]
+    if not status then
+      status = new_status(link)
+      statuses[key] = status
+    end
+    add_link(status, link)
+  end
+  function s.finish()
+    leave(current)
+    current = nil
+    local again
+    for key in pairs(partial or {}) do
+      if outage[key] then
+        again = again or {}
+        again[key] = true
+      end
+      statuses[key] = nil
+    end
+    return again
   end
   return s
 end
