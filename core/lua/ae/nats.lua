@@ -55,11 +55,30 @@ local function redis()
 end
 
 -- Store text under a fresh token; returns the wire payload or nil, err.
+-- Written M.WRITE_CHUNK bytes at a time (the stub goes out after the last
+-- one): one SET of 18 MB had hiredis copy the whole text twice into fresh
+-- memory (its command and its output buffer), page faults and all. The first
+-- SET gives the key its TTL and writes the last byte, so Redis sizes the value
+-- once (APPENDs would make it grow, and copy, 1 MB at a time); SETRANGEs keep
+-- the TTL.
+M.WRITE_CHUNK = 524288
 local function offload(text)
   local token = core.random_id()
+  local r
   local ok, err = pcall(function()
-    redis():call("SET", token, text, "EX", M.OFFLOAD_TTL)
+    r = redis()
+    local step, n = M.WRITE_CHUNK, #text
+    if n <= step then
+      r:call("SET", token, text, "EX", M.OFFLOAD_TTL)
+      return
+    end
+    r:call("SET", token, text:sub(1, step), "EX", M.OFFLOAD_TTL)
+    r:call("SETRANGE", token, n - 1, text:sub(n, n))
+    for from = step + 1, n, step do
+      r:call("SETRANGE", token, from - 1, text:sub(from, from + step - 1))
+    end
   end)
+  if not ok and r then pcall(r.call, r, "DEL", token) end -- no half-written message left behind
   if not ok then
     count("aengine_nats_offload_errors", "Large-message offloads to Redis that failed", "op", "store")
     return nil, "offload to Redis failed: " .. tostring(err)
