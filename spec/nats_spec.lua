@@ -420,6 +420,23 @@ describe("ae.nats", function()
     sub:unsubscribe()
   end)
 
+  it("send_asap = false: nats.c's flusher thread writes through the engine loop's write event", function()
+    local subj = subject("batched")
+    local c = nats.connect { servers = { os.getenv("NATS_SERVER1") }, name = "batched", send_asap = false }
+    assert(c:wait())
+    local sub = assert(c:serve(subj, function(req) return { status = 200, body = req.body * 2 } end))
+    assert(c:flush(2))
+    local fns = {}
+    for i = 1, 50 do
+      fns[i] = function() return assert(c:request(subj, { body = i }, { timeout = 2 })).body end
+    end
+    local results, _, nerr = task.gather(fns, { limit = 10 })
+    assert.equal(0, nerr)
+    for i = 1, 50 do assert.equal(2 * i, results[i]) end
+    sub:unsubscribe()
+    c:close()
+  end)
+
   -- case 14
   it("splits a queue group: each of 10 requests is handled by exactly one instance", function()
     local subj = subject("queue")
