@@ -87,8 +87,15 @@ prof() { [ "$PROFILE" = 1 ] && echo "$1" || true; }
 
 printf '| edges | cached | OFFLINE | cycle wall (first pass; re-check span) | CPU B / C / S | CPU nats-server / redis | peak RSS B / C / S |\n'
 printf '|---|---|---|---|---|---|---|\n'
-for N in "${SIZES[@]}"; do
+# OUTAGE_BENCH_RUNS=K runs each size K times (a row each): the shared machine varies by ±20 % within minutes.
+RUNS=${OUTAGE_BENCH_RUNS:-1}
+ALL=()
+for N in "${SIZES[@]}"; do for _ in $(seq 1 "$RUNS"); do ALL+=("$N"); done; done
+RUN=0
+for N in "${ALL[@]}"; do
+  RUN=$((RUN + 1))
   D="$WORK/$N"
+  [ "$RUNS" -gt 1 ] && D="$WORK/$N.$RUN"
   mkdir -p "$D"
   redis-cli -p "$AE_TEST_REDIS_PORT" FLUSHALL >/dev/null
   PORT=$(free_port)
