@@ -1085,6 +1085,26 @@ static void dec_array(dec *d) {
     d->depth--;
 }
 
+/* The callback (d->each_fn) with the element and its index pushed above it:
+ * an error it raises is kept in the registry (raise_each_error) and ends the
+ * decode. fn names the API in the message. */
+static void each_call(dec *d, int nresults, const char *fn) {
+    if (lua_pcall(d->L, 2, nresults, 0) != LUA_OK) {
+        lua_setfield(d->L, LUA_REGISTRYINDEX, EACH_ERROR);
+        d->each_failed = 1;
+        snprintf(d->err, d->errlen, "ae.json.%s: the callback raised an error", fn);
+        longjmp(d->jb, 1);
+    }
+}
+
+/* Raise again, in the caller, the error the callback raised. */
+static int raise_each_error(lua_State *L) {
+    lua_getfield(L, LUA_REGISTRYINDEX, EACH_ERROR);
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, EACH_ERROR);
+    return lua_error(L);
+}
+
 /* json.decode_each: the array at d->p goes element by element to the
  * callback (element, index); nothing is left on the stack. */
 static void dec_array_each(dec *d) {
@@ -1100,12 +1120,7 @@ static void dec_array_each(dec *d) {
             lua_pushvalue(L, d->each_fn);
             dec_value(d);
             lua_pushinteger(L, ++n);
-            if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
-                lua_setfield(L, LUA_REGISTRYINDEX, EACH_ERROR);
-                d->each_failed = 1;
-                snprintf(d->err, d->errlen, "ae.json.decode_each: the callback raised an error");
-                longjmp(d->jb, 1);
-            }
+            each_call(d, 0, "decode_each");
             if (!dec_more(d, ']')) break;
         }
     }
@@ -1201,13 +1216,22 @@ static void dec_value(dec *d) {
     }
 }
 
-static int dec_run(dec *d) {
-    char tmp[16];
-    if (setjmp(d->jb)) return -1;
+static void skip_bom(dec *d) {
     if (d->end - d->p >= 3 && memcmp(d->p, "\xEF\xBB\xBF", 3) == 0) d->p += 3; /* UTF-8 BOM */
-    dec_value(d);
+}
+
+/* After the document's value: only whitespace may follow. */
+static void dec_end(dec *d) {
+    char tmp[16];
     d->p = skip_ws(d->p, d->end);
     if (d->p < d->end) dec_fail(d, d->p, "expected end of input after the value, got %s", got(d, d->p, tmp));
+}
+
+static int dec_run(dec *d) {
+    if (setjmp(d->jb)) return -1;
+    skip_bom(d);
+    dec_value(d);
+    dec_end(d);
     return 0;
 }
 
@@ -1334,23 +1358,28 @@ static const char *kind_of(char c) {
     }
 }
 
+/* The document (after an optional BOM) must be a JSON array: leaves d->p on
+ * its '['. Anything else fails with the decoder's message when it is not JSON
+ * at all, else "expected <what>, got ..." at its start. */
+static void expect_array(dec *d, const char *what) {
+    skip_bom(d);
+    d->p = skip_ws(d->p, d->end);
+    if (d->p < d->end && *d->p == '[') return;
+    const char *at = d->p;
+    d->validate = 1;
+    dec_value(d); /* not JSON at all: the decoder's message */
+    dec_end(d);
+    dec_fail(d, at, "expected %s, got %s", what, *at == '{' ? "an object" : kind_of(*at));
+}
+
 /* Validate d's text as a JSON array of objects (the decoder in validate mode,
  * so exactly what json.decode accepts), recording the offset of each
  * element's '{' in elems; *open / *close get the array's '[' and ']'. */
 static int members_run(dec *d, const char **open, const char **close) {
-    char tmp[16];
     const char *key = d->member_key;
     d->member_key = NULL; /* checked in the elements only */
     if (setjmp(d->jb)) return -1;
-    if (d->end - d->p >= 3 && memcmp(d->p, "\xEF\xBB\xBF", 3) == 0) d->p += 3; /* UTF-8 BOM */
-    d->p = skip_ws(d->p, d->end);
-    if (d->p >= d->end || *d->p != '[') {
-        const char *at = d->p;
-        dec_value(d); /* not JSON at all: the decoder's message */
-        d->p = skip_ws(d->p, d->end);
-        if (d->p < d->end) dec_fail(d, d->p, "expected end of input after the value, got %s", got(d, d->p, tmp));
-        dec_fail(d, at, "expected an array of objects, got %s", *at == '{' ? "an object" : kind_of(*at));
-    }
+    expect_array(d, "an array of objects");
     d->member_key = key;
     *open = d->p;
     dec_enter(d);
@@ -1373,8 +1402,7 @@ static int members_run(dec *d, const char **open, const char **close) {
     }
     *close = d->p - 1;
     d->depth--;
-    d->p = skip_ws(d->p, d->end);
-    if (d->p < d->end) dec_fail(d, d->p, "expected end of input after the value, got %s", got(d, d->p, tmp));
+    dec_end(d);
     return 0;
 }
 
@@ -1599,19 +1627,9 @@ static void sel_keep(dec *d, sel_ranges *r, size_t from, size_t to) {
  * goes to the callback at d->each_fn (element, index), and the ranges of the
  * elements it returns a truthy value for are recorded in r. */
 static int select_run(dec *d, sel_ranges *r) {
-    char tmp[16];
     lua_State *L = d->L;
     if (setjmp(d->jb)) return -1;
-    if (d->end - d->p >= 3 && memcmp(d->p, "\xEF\xBB\xBF", 3) == 0) d->p += 3; /* UTF-8 BOM */
-    d->p = skip_ws(d->p, d->end);
-    if (d->p >= d->end || *d->p != '[') {
-        const char *at = d->p;
-        d->validate = 1;
-        dec_value(d); /* not JSON at all: the decoder's message */
-        d->p = skip_ws(d->p, d->end);
-        if (d->p < d->end) dec_fail(d, d->p, "expected end of input after the value, got %s", got(d, d->p, tmp));
-        dec_fail(d, at, "expected an array, got %s", *at == '{' ? "an object" : kind_of(*at));
-    }
+    expect_array(d, "an array");
     dec_enter(d);
     lua_Integer n = 0;
     d->p = skip_ws(d->p + 1, d->end);
@@ -1625,20 +1643,14 @@ static int select_run(dec *d, sel_ranges *r) {
             lua_pushvalue(L, d->each_fn);
             dec_value(d);
             lua_pushinteger(L, ++n);
-            if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
-                lua_setfield(L, LUA_REGISTRYINDEX, EACH_ERROR);
-                d->each_failed = 1;
-                snprintf(d->err, d->errlen, "ae.json.select: the callback raised an error");
-                longjmp(d->jb, 1);
-            }
+            each_call(d, 1, "select");
             int keep = lua_toboolean(L, -1);
             lua_pop(L, 1);
             if (keep) sel_keep(d, r, (size_t)(from - d->start), (size_t)(d->p - d->start));
         } while (dec_more(d, ']'));
     }
     d->depth--;
-    d->p = skip_ws(d->p, d->end);
-    if (d->p < d->end) dec_fail(d, d->p, "expected end of input after the value, got %s", got(d, d->p, tmp));
+    dec_end(d);
     return 0;
 }
 
@@ -1674,12 +1686,7 @@ static int l_select(lua_State *L) {
     if (scratch.cap > KEEP_BUFFER) buf_trim(&scratch);
     lua_settop(L, 5);
     if (rc) {
-        if (d.each_failed) {
-            lua_getfield(L, LUA_REGISTRYINDEX, EACH_ERROR);
-            lua_pushnil(L);
-            lua_setfield(L, LUA_REGISTRYINDEX, EACH_ERROR);
-            return lua_error(L);
-        }
+        if (d.each_failed) return raise_each_error(L);
         lua_pushnil(L);
         lua_pushstring(L, err);
         return 2;
@@ -1731,12 +1738,7 @@ static int l_decode_each(lua_State *L) {
             lua_pushinteger(L, n);
         return 2;
     }
-    if (failed) {
-        lua_getfield(L, LUA_REGISTRYINDEX, EACH_ERROR);
-        lua_pushnil(L);
-        lua_setfield(L, LUA_REGISTRYINDEX, EACH_ERROR);
-        return lua_error(L);
-    }
+    if (failed) return raise_each_error(L);
     return decode_failed(L, "json.decode_each", err);
 }
 
