@@ -107,6 +107,17 @@ function M.new(cfg, clients)
     return ok(reply) and reply.status ~= 202
   end
 
+  -- get.links.with.edge.info for host, decoded by o.decode; a failure gets the
+  -- spec's Slack text (error reply or transport failure)
+  local function links_of(host, o)
+    return fail(velocloud.links_with_edge_info({ host = host }, o),
+      function(status, body)
+        return string.format("Error while retrieving links with edge info in %s environment: Error %s - %s",
+          ENVNAME, tostring(status), body)
+      end,
+      function(e) return "An error occurred when requesting edge list from Velocloud -> " .. e end)
+  end
+
   --- links(host [, wanted]) -> reply, grouper: the reply's records go straight
   -- into a logic.link_grouper(wanted) while the reply is decoded (the list of
   -- tens of thousands of records is never built; reply.body is then absent).
@@ -119,12 +130,7 @@ function M.new(cfg, clients)
       grouper = logic.link_grouper(wanted) -- a fresh one per attempt (stub, offloaded text, retry)
       return json.decode_each(text, "body", grouper.add)
     end
-    local reply = fail(velocloud.links_with_edge_info({ host = host }, o),
-      function(status, body)
-        return string.format("Error while retrieving links with edge info in %s environment: Error %s - %s",
-          ENVNAME, tostring(status), body)
-      end,
-      function(e) return "An error occurred when requesting edge list from Velocloud -> " .. e end)
+    local reply = links_of(host, o)
     if ok(reply) and type(reply.body) == "table" then
       for _, link in ipairs(reply.body) do grouper.add(link) end
     end
@@ -162,12 +168,7 @@ function M.new(cfg, clients)
     o.decode = function(text)
       return reduce(function(add) return json.decode_each(text, "body", add) end)
     end
-    local reply = fail(velocloud.links_with_edge_info({ host = host }, o),
-      function(status, body)
-        return string.format("Error while retrieving links with edge info in %s environment: Error %s - %s",
-          ENVNAME, tostring(status), body)
-      end,
-      function(e) return "An error occurred when requesting edge list from Velocloud -> " .. e end)
+    local reply = links_of(host, o)
     if ok(reply) and type(reply.body) == "table" then -- a test double's list
       local list = reply.body
       reduce(function(add)
