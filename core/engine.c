@@ -34,6 +34,7 @@ struct ae_engine {
     /* tasks to resume, FIFO */
     ae_task *ready_head, *ready_tail;
     struct event *ready_ev;
+    int in_ready; /* on_ready is resuming tasks */
     /* work posted from other threads */
     pthread_mutex_t post_lock;
     posted *post_head, *post_tail;
@@ -66,7 +67,7 @@ void ae_engine_schedule(ae_task *t) {
     else
         eng.ready_head = t;
     eng.ready_tail = t;
-    event_active(eng.ready_ev, EV_TIMEOUT, 0);
+    if (!eng.in_ready) event_active(eng.ready_ev, EV_TIMEOUT, 0);
 }
 
 int ae_engine_has_ready(void) { return eng.ready_head != NULL; }
@@ -76,8 +77,13 @@ static void on_ready(evutil_socket_t fd, short what, void *arg) {
     (void)what;
     (void)arg;
     /* Resume only the tasks queued so far; tasks readied meanwhile go to the
-     * next round so I/O events are not starved. */
+     * next round so I/O events are not starved. That round is a zero timeout,
+     * not event_active: libevent runs an event activated from a callback in the
+     * same pass, so a task that yields in a loop (task.yield) would keep the
+     * loop from ever polling, and the writes it queued would wait for its end. */
+    static const struct timeval next_round = {0, 0};
     ae_task *last = eng.ready_tail;
+    eng.in_ready = 1;
     while (eng.ready_head) {
         ae_task *t = eng.ready_head;
         eng.ready_head = ae_task_ready_next(t);
@@ -87,7 +93,8 @@ static void on_ready(evutil_socket_t fd, short what, void *arg) {
         ae_task_release(t);
         if (was_last) break;
     }
-    if (eng.ready_head) event_active(eng.ready_ev, EV_TIMEOUT, 0);
+    eng.in_ready = 0;
+    if (eng.ready_head) event_add(eng.ready_ev, &next_round);
 }
 
 /* ------------------------------------------------------- posted from threads */

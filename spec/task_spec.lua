@@ -170,6 +170,24 @@ describe("ae.task", function()
     assert.same({ "other", "me" }, seen)
   end)
 
+  -- a task that yields in a loop must not keep the event loop from polling:
+  -- tasks readied while the ready queue runs wait for the next loop round
+  it("a task yielding in a loop lets timers and I/O run in between", function()
+    local steps, woke_at = 0, nil
+    local sleeper = task.spawn(function()
+      task.sleep(0.002)
+      woke_at = steps
+    end)
+    local t0 = os.clock()
+    while not woke_at and os.clock() - t0 < 2 do
+      steps = steps + 1
+      task.yield()
+    end
+    local woke_while_yielding = woke_at
+    assert.is_true(sleeper:wait())
+    assert.is_not_nil(woke_while_yielding, "the sleeper's timer never fired while the other task yielded")
+  end)
+
   it("rejects waiting outside a task", function()
     local co = coroutine.create(function() task.sleep(0) end)
     local ok, err = coroutine.resume(co)
