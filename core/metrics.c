@@ -145,11 +145,13 @@ const char *ae_metrics_label(const ae_metric_family *f, int i) {
 
 /* ------------------------------------------------------------- series */
 
-static char *join_key(int n, const char *const *values) {
+/* The series key: the label values joined by \x1f. Written into buf when it
+ * fits (the common case: no allocation per update), else into fresh memory. */
+static char *join_key(int n, const char *const *values, char *buf, size_t bufsize) {
     size_t len = 1;
     for (int i = 0; i < n; i++)
         len += strlen(values[i]) + 1;
-    char *k = xcalloc(len, 1);
+    char *k = len <= bufsize ? buf : xcalloc(len, 1);
     char *p = k;
     for (int i = 0; i < n; i++) {
         size_t l = strlen(values[i]);
@@ -162,18 +164,20 @@ static char *join_key(int n, const char *const *values) {
 }
 
 static series *lookup(ae_metric_family *f, const char *const *values, int create) {
-    char *key = join_key(f->nlabels, values);
+    char buf[256];
+    char *key = join_key(f->nlabels, values, buf, sizeof buf);
     size_t h = f->tsize ? fnv(key) % f->tsize : 0;
     for (series *s = f->tsize ? f->table[h] : NULL; s; s = s->hnext) {
         if (strcmp(s->key, key) == 0) {
-            free(key);
+            if (key != buf) free(key);
             return s;
         }
     }
     if (!create) {
-        free(key);
+        if (key != buf) free(key);
         return NULL;
     }
+    if (key == buf) key = xstrdup(buf);
     if (f->nseries + 1 > f->tsize) { /* grow: keep chains short */
         size_t nsize = f->tsize ? f->tsize * 2 : 8;
         series **nt = xcalloc(nsize, sizeof *nt);

@@ -108,6 +108,17 @@ static void test_exposition(void) {
     CHECK(ae_metrics_get(g, v2, &val, NULL) == 1 && val == 2.5, "get after remove of the other series");
     ae_metrics_clear(c);
     CHECK(ae_metrics_get(c, NULL, &val, NULL) == 1 && val == 0, "cleared unlabelled counter is back at 0");
+
+    /* a series key longer than lookup's stack buffer takes the allocated path */
+    char longv[600];
+    memset(longv, 'x', sizeof longv - 1);
+    longv[sizeof longv - 1] = '\0';
+    const char *v3[3] = {longv, "n", "DEGRADED"};
+    ae_metrics_setv(g, v3, 7);
+    ae_metrics_add(g, v3, 1);
+    CHECK(ae_metrics_get(g, v3, &val, NULL) == 1 && val == 8, "long key series found again (%g)", val);
+    CHECK(ae_metrics_remove(g, v3) == 1, "long key series removed");
+    CHECK(ae_metrics_get(g, v3, &val, NULL) == 0, "long key series gone");
     /* many series: the hash table grows and keeps every series */
     char name[32];
     const char *lv[3] = {name, "x", "y"};
