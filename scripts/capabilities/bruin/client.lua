@@ -56,8 +56,11 @@ for b = 0, 255 do ESCAPES[string.char(b)] = string.format("%%%02X", b) end
 ESCAPES[" "] = "+"
 
 --- urlencode(s): as Python's urlencode (quote_plus): space -> "+".
+local UNSAFE = "[^%w%-%._~]"
 local function urlencode(s)
-  return (tostring(s):gsub("[^%w%-%._~]", ESCAPES))
+  s = tostring(s)
+  if not s:find(UNSAFE) then return s end -- most keys and values: nothing to escape, no copy
+  return (s:gsub(UNSAFE, ESCAPES))
 end
 M.urlencode = urlencode
 
