@@ -718,7 +718,12 @@ static const char *conn_unusable(nconn *c);
 static void connect_done(void *arg) {
     connect_job *j = arg;
     nconn *c = j->c;
-    if (j->st == NATS_OK || j->st == NATS_NOT_YET_CONNECTED) {
+    if (c->state == C_CLOSED) {
+        /* nats.c gave up (the server refused the credentials twice) and its
+         * closed event reached the loop before Connect returned here: the
+         * connection stays closed, with the reason the event gave. */
+        c->nc = j->nc;
+    } else if (j->st == NATS_OK || j->st == NATS_NOT_YET_CONNECTED) {
         c->nc = j->nc;
         c->state = C_READY;
         c->mux = sub_new(c, S_MUX, "", NULL);
