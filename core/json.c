@@ -705,6 +705,21 @@ typedef struct {
 
 #define EACH_ERROR "ae.json.each_error"
 
+/* A decoder over text[0, len) that writes its error message to err. */
+static void dec_init(dec *d, lua_State *L, const char *text, size_t len, char *err, size_t errlen) {
+    memset(d, 0, sizeof *d);
+    d->L = L;
+    d->start = d->p = text;
+    d->end = text + len;
+    d->err = err;
+    d->errlen = errlen;
+}
+
+/* After a run: the scratch buffer a big document grew is not kept. */
+static void scratch_release(void) {
+    if (scratch.cap > KEEP_BUFFER) buf_trim(&scratch);
+}
+
 _Noreturn static void dec_fail(dec *d, const char *at, const char *fmt, ...) AE_PRINTF(3, 4);
 _Noreturn static void dec_fail(dec *d, const char *at, const char *fmt, ...) {
     char msg[160];
@@ -1241,26 +1256,19 @@ static int decode_with(lua_State *L, const char *text, size_t len, char *err, si
                        size_t each_len, int each_fn, int *each_failed, lua_Integer *each_n) {
     dec d;
     int top = lua_gettop(L);
-    memset(&d, 0, sizeof d);
+    dec_init(&d, L, text, len, err, errlen);
     d.each_key = each_key;
     d.each_len = each_len;
     d.each_fn = each_fn;
-    d.each_failed = 0;
     d.each_n = -1;
     init_tables();
     luaL_checkstack(L, 8, "ae.json");
     push_mt(L, ARRAY_MT);
     push_mt(L, OBJECT_MT);
-    d.L = L;
-    d.start = d.p = text;
-    d.end = text + len;
-    d.depth = 0;
     d.array_mt = top + 1;
     d.object_mt = top + 2;
-    d.err = err;
-    d.errlen = errlen;
     int rc = dec_run(&d);
-    if (scratch.cap > KEEP_BUFFER) buf_trim(&scratch);
+    scratch_release();
     if (each_failed) *each_failed = d.each_failed;
     if (each_n) *each_n = d.each_n;
     if (rc) {
@@ -1431,19 +1439,14 @@ static int l_with_member(lua_State *L) {
     }
     size_t m = outbuf.len;
     dec d;
-    memset(&d, 0, sizeof d);
-    d.L = L;
-    d.start = d.p = text;
-    d.end = text + len;
-    d.err = err;
-    d.errlen = sizeof err;
+    dec_init(&d, L, text, len, err, sizeof err);
     d.validate = 1;
     d.member_key = key;
     d.member_len = klen;
     elems.n = 0;
     const char *open = NULL, *close = NULL;
     int rc = members_run(&d, &open, &close);
-    if (scratch.cap > KEEP_BUFFER) buf_trim(&scratch);
+    scratch_release();
     size_t n = elems.n, body = rc ? 0 : (size_t)(close - open) + 1;
     if (!rc && (n > (SIZE_MAX / 2 - body) / (m + 1) || buf_reserve(&outbuf, body + n * (m + 1)))) {
         snprintf(err, sizeof err, "ae.json: out of memory");
@@ -1673,17 +1676,12 @@ static int l_select(lua_State *L) {
     push_mt(L, OBJECT_MT);
     sel_ranges r = {.slot = 3};
     dec d;
-    memset(&d, 0, sizeof d);
-    d.L = L;
-    d.start = d.p = text;
-    d.end = text + len;
+    dec_init(&d, L, text, len, err, sizeof err);
     d.array_mt = 4;
     d.object_mt = 5;
     d.each_fn = 2;
-    d.err = err;
-    d.errlen = sizeof err;
     int rc = select_run(&d, &r);
-    if (scratch.cap > KEEP_BUFFER) buf_trim(&scratch);
+    scratch_release();
     lua_settop(L, 5);
     if (rc) {
         if (d.each_failed) return raise_each_error(L);

@@ -8,6 +8,38 @@ local function err_of(fn, ...)
   return e
 end
 
+-- Random JSON texts with random whitespace, for the round-trip properties.
+-- Strings are made of `chars`. With `host`, an object key is "host" one
+-- time in five, except at the top of a record (text_of(d, true)), where it
+-- becomes "hostname". Returns sp() (random whitespace) and text_of(depth, top).
+local function json_generator(chars, host)
+  local ws = { "", "", "", " ", "\n", "\t ", "\r\n  " }
+  local function sp() return ws[math.random(#ws)] end
+  local function str()
+    local t = {}
+    for i = 1, math.random(0, 6) do t[i] = chars[math.random(#chars)] end
+    return json.encode(table.concat(t))
+  end
+  local function text_of(d, top_of_record)
+    local r = math.random(d > 3 and 4 or 6)
+    if r == 1 then return ({ "null", "true", "false" })[math.random(3)] end
+    if r == 2 then return tostring(math.random(-1000000, 1000000)) .. (math.random() < 0.3 and ".25e1" or "") end
+    if r == 3 then return str() end
+    local parts = {}
+    if r == 4 then
+      for i = 1, math.random(0, 3) do parts[i] = sp() .. text_of(d + 1) .. sp() end
+      return "[" .. sp() .. table.concat(parts, ",") .. "]"
+    end
+    for i = 1, math.random(0, 4) do
+      local key = host and math.random() < 0.2 and '"host"' or str()
+      if top_of_record and key == '"host"' then key = '"hostname"' end
+      parts[i] = sp() .. key .. sp() .. ":" .. sp() .. text_of(d + 1) .. sp()
+    end
+    return "{" .. sp() .. table.concat(parts, ",") .. "}"
+  end
+  return sp, text_of
+end
+
 describe("ae.json", function()
   describe("encode", function()
     it("is compact: ',' and ':' with no spaces", function()
@@ -567,33 +599,8 @@ describe("ae.json", function()
 
     it("round trip: decode(with_member(text)) is decode(text) plus the member, for generated documents", function()
       math.randomseed(7)
-      local ws = { "", "", "", " ", "\n", "\t ", "\r\n  " }
-      local chars = { "a", "{", "}", "[", "]", '"', "\\", ",", ":", "é", "😀", "h" }
-      local function sp() return ws[math.random(#ws)] end
-      local function str()
-        local t = {}
-        for i = 1, math.random(0, 6) do t[i] = chars[math.random(#chars)] end
-        return json.encode(table.concat(t))
-      end
-      -- a JSON text with random whitespace (keys may repeat inside a record, never "host" at its top level)
-      local function text_of(d, top_of_record)
-        local r = math.random(d > 3 and 4 or 6)
-        if r == 1 then return ({ "null", "true", "false" })[math.random(3)] end
-        if r == 2 then return tostring(math.random(-1000000, 1000000)) .. (math.random() < 0.3 and ".25e1" or "") end
-        if r == 3 then return str() end
-        if r == 4 or r == 5 then
-          local parts = {}
-          for i = 1, math.random(0, 3) do parts[i] = sp() .. text_of(d + 1) .. sp() end
-          return "[" .. sp() .. table.concat(parts, ",") .. "]"
-        end
-        local parts = {}
-        for i = 1, math.random(0, 4) do
-          local key = math.random() < 0.2 and '"host"' or str()
-          if top_of_record and key == '"host"' then key = '"hostname"' end
-          parts[i] = sp() .. key .. sp() .. ":" .. sp() .. text_of(d + 1) .. sp()
-        end
-        return "{" .. sp() .. table.concat(parts, ",") .. "}"
-      end
+      -- keys may repeat inside a record, never "host" at its top level
+      local sp, text_of = json_generator({ "a", "{", "}", "[", "]", '"', "\\", ",", ":", "é", "😀", "h" }, true)
       for _ = 1, 300 do
         local recs = {}
         for i = 1, math.random(0, 6) do
@@ -759,27 +766,7 @@ describe("ae.json", function()
 
     it("round trip: decode(select(text, f)) is the filtered decode(text), for generated arrays", function()
       math.randomseed(11)
-      local ws = { "", "", "", " ", "\n", "\t ", "\r\n  " }
-      local chars = { "a", "{", "}", "[", "]", '"', "\\", ",", ":", "é", "😀", "\n" }
-      local function sp() return ws[math.random(#ws)] end
-      local function str()
-        local t = {}
-        for i = 1, math.random(0, 6) do t[i] = chars[math.random(#chars)] end
-        return json.encode(table.concat(t))
-      end
-      local function text_of(d)
-        local r = math.random(d > 3 and 4 or 6)
-        if r == 1 then return ({ "null", "true", "false" })[math.random(3)] end
-        if r == 2 then return tostring(math.random(-1000000, 1000000)) .. (math.random() < 0.3 and ".25e1" or "") end
-        if r == 3 then return str() end
-        local parts = {}
-        if r == 4 then
-          for i = 1, math.random(0, 3) do parts[i] = sp() .. text_of(d + 1) .. sp() end
-          return "[" .. sp() .. table.concat(parts, ",") .. "]"
-        end
-        for i = 1, math.random(0, 4) do parts[i] = sp() .. str() .. sp() .. ":" .. sp() .. text_of(d + 1) .. sp() end
-        return "{" .. sp() .. table.concat(parts, ",") .. "}"
-      end
+      local sp, text_of = json_generator({ "a", "{", "}", "[", "]", '"', "\\", ",", ":", "é", "😀", "\n" })
       local kinds = { "number", "string", "table", "boolean", "userdata" }
       for round = 1, 300 do
         local elems, texts = {}, {}

@@ -87,15 +87,20 @@ local function offload_one(text)
   return '{"token":"' .. token .. '","is_stored":true}'
 end
 
--- One offload written at a time per unit, first come first served: the four
--- hosts' links replies (18 MB each) written interleaved all finished together,
--- ~0.7 s after the first alone would have, and its reader waited for all four.
-local offload_lock
-
-local function offload(text)
-  offload_lock = offload_lock or task.semaphore(1)
-  return offload_lock:with(offload_one, text)
+-- fn, made to run one call at a time in this unit, first come first served
+-- (the semaphore is made at the first call, inside a task)
+local function one_at_a_time(fn)
+  local lock
+  return function(...)
+    lock = lock or task.semaphore(1)
+    return lock:with(fn, ...)
+  end
 end
+
+-- One offload written at a time per unit: the four hosts' links replies
+-- (18 MB each) written interleaved all finished together, ~0.7 s after the
+-- first alone would have, and its reader waited for all four.
+local offload = one_at_a_time(offload_one)
 
 -- Read an offloaded message into a json.buffer, M.READ_CHUNK bytes per
 -- GETRANGE: a single GET of 18 MB held hiredis's read buffer, its reply and the
@@ -155,12 +160,7 @@ end
 -- decoded) would otherwise all be in memory together. The requests still go
 -- out concurrently; a task decodes its message and goes on without yielding,
 -- so by the time the next one fetches, the caller may have dropped the last.
-local recover_lock
-
-local function recover(stub, dec)
-  recover_lock = recover_lock or task.semaphore(1)
-  return recover_lock:with(recover_one, stub, dec)
-end
+local recover = one_at_a_time(recover_one)
 
 local function resolve_policy(retry)
   if retry == nil or retry == false then return nil end
