@@ -111,6 +111,10 @@ typedef struct ae_resource {
     void (*describe)(struct ae_resource *r, luaL_Buffer *b); /* optional */
 } ae_resource;
 
+/* Task threads a unit keeps for reuse: a new thread is a lua_State, a stack
+ * grown on the first calls, and later the collector's work to free them. */
+#define AE_IDLE_THREADS 64
+
 struct ae_unit {
     char *name;
     char *script; /* path of the script */
@@ -131,6 +135,9 @@ struct ae_unit {
     char *last_error;
     int close_scheduled;
     int in_resume; /* > 0 while a task of this unit runs (allocations are protected) */
+    /* threads of tasks that returned, kept for the next tasks (task.c) */
+    lua_State *idle_threads[AE_IDLE_THREADS];
+    int idle_refs[AE_IDLE_THREADS], n_idle;
     void (*on_closed)(ae_unit *u, void *arg);
     void *on_closed_arg;
     /* called once when the start task ends: ok=1 returned, 0 raised or was

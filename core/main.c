@@ -14,6 +14,7 @@
 #include "log.h"
 #include "profile.h"
 #include "reload.h"
+#include "watchdog.h"
 
 #include <lualib.h>
 #include <malloc.h>
@@ -91,6 +92,7 @@ static void tune_malloc(void) {
 static int boot(const char *config_path) {
     ae_log_init();
     ae_clock_init();
+    ae_watchdog_init();
     ae_profile_init();
     if (ae_engine_init() != 0) {
         fprintf(stderr, "aengine: cannot create the event loop\n");

@@ -20,16 +20,14 @@
 #include "engine.h"
 #include "log.h"
 #include "profile.h"
+#include "watchdog.h"
 
 #include <lauxlib.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <time.h>
-#include <unistd.h>
 
 #define PROFILE_DEPTH 4
 #define KEY_MAX 512
@@ -243,24 +241,11 @@ void ae_profile_init(void) {
     const char *h = getenv("AE_PROFILE_HZ");
     hz = h && atoi(h) > 0 ? atoi(h) : 1000;
     if (hz > 100000) hz = 100000;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_tick;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    clockid_t cpu;
-    struct sigevent sev;
-    memset(&sev, 0, sizeof sev);
-    sev.sigev_notify = SIGEV_THREAD_ID;
-    sev.sigev_signo = SIGPROF;
-    sev._sigev_un._tid = (pid_t)syscall(SYS_gettid); /* this thread runs the loop */
-    long ns = 1000000000L / hz;
-    struct itimerspec its = {{ns / 1000000000L, ns % 1000000000L}, {ns / 1000000000L, ns % 1000000000L}};
-    if (sigaction(SIGPROF, &sa, NULL) != 0 || pthread_getcpuclockid(pthread_self(), &cpu) != 0 ||
-        timer_create(cpu, &sev, &timer) != 0 || timer_settime(timer, 0, &its, NULL) != 0) {
+    if (ae_loop_cpu_timer(SIGPROF, on_tick, 1000000000L / hz, &timer) != 0) {
         ae_log(AE_LOG_ERROR, "engine", 0, "profile: cannot start the profiling timer; profiler off");
         return;
     }
     out_path = strdup(path);
+    ae_watchdog_pause(1); /* the budget is counted here while profiling */
     ae_log(AE_LOG_INFO, "engine", 0, "profile: sampling the loop thread at %d Hz into %s", hz, out_path);
 }

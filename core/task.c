@@ -14,6 +14,7 @@
 #include "engine_internal.h"
 #include "log.h"
 #include "profile.h"
+#include "watchdog.h"
 
 #include <event2/event.h>
 #include <stdlib.h>
@@ -81,8 +82,20 @@ static void sleep_fire(ae_timer *tm) {
 ae_task *ae_task_spawn(ae_unit *u, lua_State *L, int nargs, const char *name) {
     ae_task *t = calloc(1, sizeof *t);
     if (!t) luaL_error(L, "out of memory spawning a task");
-    lua_State *co = lua_newthread(u->L); /* on u->L's stack */
-    t->ref = luaL_ref(u->L, LUA_REGISTRYINDEX);
+    lua_State *co;
+    if (u->n_idle > 0) { /* a thread whose task returned: empty stack, status OK */
+        u->n_idle--;
+        co = u->idle_threads[u->n_idle];
+        t->ref = u->idle_refs[u->n_idle];
+    } else {
+        co = lua_newthread(u->L); /* on u->L's stack */
+        t->ref = luaL_ref(u->L, LUA_REGISTRYINDEX);
+    }
+    if (!lua_checkstack(co, nargs + 1)) {
+        luaL_unref(u->L, LUA_REGISTRYINDEX, t->ref);
+        free(t);
+        luaL_error(L, "too many arguments for a task (%d)", nargs);
+    }
     t->co = co;
     *(ae_task **)lua_getextraspace(co) = t;
     t->unit = u;
@@ -133,22 +146,10 @@ void ae_task_release(ae_task *t) {
 
 /* ---------------------------------------------------------------- resume */
 
-static void budget_hook(lua_State *L, lua_Debug *ar) {
-    (void)ar;
-    ae_unit *u = ae_unit_of(L);
-    luaL_error(L, "instruction budget exceeded: more than %I Lua instructions without waiting",
-               (lua_Integer)u->instr_budget);
-}
-
-/* The hook a running task normally has; the profiler's one-shot sampling
- * hook (profile.c) puts it back after taking its sample. */
-void ae_task_restore_hook(lua_State *L) {
-    ae_unit *u = ae_unit_of(L);
-    if (u->instr_budget > 0)
-        lua_sethook(L, budget_hook, LUA_MASKCOUNT, (int)u->instr_budget);
-    else
-        lua_sethook(L, NULL, 0, 0);
-}
+/* The hook a running task normally has: none (watchdog.c arms the budget's
+ * hook when a resume runs long). The profiler's one-shot sampling hook
+ * (profile.c) puts it back after taking its sample. */
+void ae_task_restore_hook(lua_State *L) { lua_sethook(L, NULL, 0, 0); }
 
 static void unlink_task(ae_task *t) {
     ae_unit *u = t->unit;
@@ -158,6 +159,22 @@ static void unlink_task(ae_task *t) {
         u->tasks = t->next;
     if (t->next) t->next->prev = t->prev;
     t->prev = t->next = NULL;
+}
+
+/* A thread whose task returned is reused by a later task of the unit (up to
+ * AE_IDLE_THREADS kept); one that raised, was cut off or carries a hook of
+ * the script's own is let go. */
+static void keep_or_free_thread(ae_unit *u, ae_task *t, int ok) {
+    lua_State *co = t->co;
+    if (co && ok && u->n_idle < AE_IDLE_THREADS && lua_status(co) == LUA_OK && lua_gethook(co) == NULL &&
+        u->state != AE_UNIT_DRAINING) {
+        lua_settop(co, 0); /* the main function's results */
+        u->idle_threads[u->n_idle] = co;
+        u->idle_refs[u->n_idle] = t->ref;
+        u->n_idle++;
+        return;
+    }
+    luaL_unref(u->L, LUA_REGISTRYINDEX, t->ref);
 }
 
 static void finish(ae_task *t, int ok, const char *err) {
@@ -172,7 +189,7 @@ static void finish(ae_task *t, int ok, const char *err) {
     ae_timer_stop(&t->sleep_timer);
     unlink_task(t);
     if (t->co) *(ae_task **)lua_getextraspace(t->co) = NULL;
-    luaL_unref(u->L, LUA_REGISTRYINDEX, t->ref);
+    keep_or_free_thread(u, t, ok);
     t->ref = LUA_NOREF;
     t->co = NULL;
     u->ntasks--;
@@ -194,12 +211,13 @@ void ae_task_resume_now(ae_task *t) {
     ae_task *outer = running;
     running = t;
     t->state = T_RUNNING;
-    if (u->instr_budget > 0) lua_sethook(t->co, budget_hook, LUA_MASKCOUNT, (int)u->instr_budget);
     int nres = 0;
     u->in_resume++;
+    lua_State *watched = ae_watchdog_enter(t->co);
     lua_State *profiled = ae_profile_enter(t->co);
     int st = lua_resume(t->co, NULL, t->nargs, &nres);
     ae_profile_enter(profiled);
+    ae_watchdog_enter(watched);
     u->in_resume--;
     t->nargs = 0;
     running = outer;

@@ -10,6 +10,7 @@
 #include "engine.h"
 #include "engine_internal.h"
 #include "log.h"
+#include "watchdog.h"
 
 #include <event2/event.h>
 #include <lualib.h>
@@ -206,6 +207,7 @@ ae_unit *ae_unit_create(const char *name, const char *script, lua_State *L_from,
     /* threads copy the main thread's extra space: NULL means "not a task" */
     *(ae_task **)lua_getextraspace(L) = NULL;
     luaL_openlibs(L);
+    ae_watchdog_open(L);
     set_package_path(L);
     ae_modules_preload(L);
     /* config */

@@ -103,6 +103,52 @@ describe("units and tasks", function()
     os.remove(script)
   end)
 
+  it("tasks run without a hook until the watchdog arms the budget; nested coroutines are hooked from birth", function()
+    local script = child.write([[
+      local task = require "ae.task"
+      print("fast:", task.spawn(function() return debug.gethook() == nil end):wait())
+      local co = coroutine.create(function() return select(3, debug.gethook()) end)
+      print("nested count:", coroutine.resume(co))
+      local gen = task.spawn(function()
+        local spin = coroutine.wrap(function() while true do end end)
+        spin()
+      end)
+      print("wrap:", gen:wait())
+      local made = task.spawn(function()
+        local c = coroutine.create(function() local n = 0; while true do n = n + 1 end end)
+        return coroutine.resume(c)
+      end)
+      print("create:", made:wait())
+      print("after:", task.spawn(function() return debug.gethook() == nil end):wait())
+    ]])
+    local out, rc = child.run({ "exec", script }, { AE_INSTRUCTION_BUDGET = "1000000" })
+    assert.equal(0, rc, out)
+    assert.matches("fast:%s+true%s+true", out)
+    assert.matches("nested count:%s+true%s+1000000", out)
+    assert.matches("wrap:%s+false%s+.*instruction budget exceeded", out)
+    assert.matches("create:%s+true%s+false%s+.*instruction budget exceeded", out)
+    assert.matches("after:%s+true%s+true", out)
+    os.remove(script)
+  end)
+
+  it("a long resume gets the budget's hook, and its next resume starts without it", function()
+    local script = child.write([[
+      local task = require "ae.task"
+      local t = task.spawn(function()
+        local t0 = os.clock()
+        while os.clock() - t0 < 0.35 do end -- three watchdog ticks of CPU
+        local armed = debug.gethook() ~= nil
+        task.yield()
+        return armed, debug.gethook() == nil
+      end)
+      print("long:", t:wait())
+    ]])
+    local out, rc = child.run({ "exec", script }, { AE_INSTRUCTION_BUDGET = "1000000000" })
+    assert.equal(0, rc, out)
+    assert.matches("long:%s+true%s+true%s+true", out)
+    os.remove(script)
+  end)
+
   it("runs the units of a config file, each with its own config table and state", function()
     local a = child.write([[
       local unit = require "ae.unit"

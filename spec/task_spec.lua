@@ -21,6 +21,29 @@ describe("ae.task", function()
     assert.equal("broken", err)
   end)
 
+  it("reuses the threads of tasks that returned, clean, and never the thread of one that raised", function()
+    local seen, n = {}, 0
+    for i = 1, 5 do
+      local _, co, args = task.spawn(function(...) return coroutine.running(), table.pack(...) end, i):wait()
+      assert.same({ n = 1, i }, args) -- nothing left on a reused thread's stack
+      if not seen[co] then n = n + 1 end
+      seen[co] = true
+    end
+    assert.is_true(n <= 2, n .. " threads for 5 tasks in a row")
+    local core = require "ae.core.task"
+    local raised
+    core.spawn(function()
+      raised = coroutine.running()
+      error("raised on purpose by task_spec", 0)
+    end)
+    task.sleep(0.01)
+    assert.is_not_nil(raised)
+    for _ = 1, 5 do
+      local _, co = task.spawn(function() return coroutine.running() end):wait()
+      assert.are_not.equal(raised, co)
+    end
+  end)
+
   it("lets several waiters join the same task", function()
     local t = task.spawn(function() task.sleep(0.02); return 7 end)
     local a = task.spawn(function() return select(2, t:wait()) end)
