@@ -1541,30 +1541,58 @@ static int decode_failed(lua_State *L, const char *what, const char *err) {
  * decode_each read in place. For a document that arrives in pieces (an
  * offloaded NATS message read from Redis 1 MB at a time): joining the pieces
  * into a Lua string would hold the pieces and the string at once, and a
- * single read holds the client library's buffer and reply as well. */
+ * single read holds the client library's buffer and reply as well.
+ *
+ * The bytes come from the state's allocator (so a unit's memory cap counts
+ * them) but not through Lua's own accounting: an 18 MB buffer counted as new
+ * Lua memory set off a major collection of the whole heap each time one
+ * arrived, and while it was alive every collection was judged "bad" (it could
+ * not be freed), which kept the collector doing full collections. Instead the
+ * owner frees it as soon as it is done (buffer:free()), or the collector does
+ * when the small userdata goes. */
 #define BUFFER_MT "ae.json.buffer"
 typedef struct {
     size_t len, cap;
-    char data[];
+    char *data; /* NULL once freed */
 } text_buffer;
 
 static text_buffer *check_buffer(lua_State *L, int idx) { return luaL_checkudata(L, idx, BUFFER_MT); }
+
+static text_buffer *live_buffer(lua_State *L, int idx) {
+    text_buffer *b = check_buffer(L, idx);
+    if (!b->data) luaL_error(L, "ae.json.buffer: used after free()");
+    return b;
+}
+
+static void buffer_release(lua_State *L, text_buffer *b) {
+    if (!b->data) return;
+    void *ud;
+    lua_Alloc alloc = lua_getallocf(L, &ud);
+    alloc(ud, b->data, b->cap + 1, 0);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
 
 /* buffer(capacity) -> buffer */
 static int l_buffer(lua_State *L) {
     lua_Integer cap = luaL_checkinteger(L, 1);
     if (cap < 0 || (lua_Unsigned)cap > (lua_Unsigned)(SIZE_MAX / 2))
         return luaL_error(L, "ae.json.buffer: capacity must be between 0 and %I bytes", (lua_Integer)(SIZE_MAX / 2));
-    text_buffer *b = lua_newuserdatauv(L, sizeof *b + (size_t)cap, 0);
-    b->len = 0;
-    b->cap = (size_t)cap;
+    text_buffer *b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->len = b->cap = 0;
+    b->data = NULL;
     luaL_setmetatable(L, BUFFER_MT);
+    void *ud;
+    lua_Alloc alloc = lua_getallocf(L, &ud);
+    b->data = alloc(ud, NULL, 0, (size_t)cap + 1); /* + 1: never a zero-size request */
+    if (!b->data) return luaL_error(L, "ae.json.buffer: not enough memory for %I bytes", cap);
+    b->cap = (size_t)cap;
     return 1;
 }
 
 /* buffer:append(s) -> buffer; more than the capacity raises */
 static int l_buffer_append(lua_State *L) {
-    text_buffer *b = check_buffer(L, 1);
+    text_buffer *b = live_buffer(L, 1);
     size_t n;
     const char *s = luaL_checklstring(L, 2, &n);
     if (n > b->cap - b->len)
@@ -1583,9 +1611,20 @@ static int l_buffer_len(lua_State *L) {
 
 /* tostring(buffer): its bytes as a string (a copy) */
 static int l_buffer_tostring(lua_State *L) {
-    text_buffer *b = check_buffer(L, 1);
+    text_buffer *b = live_buffer(L, 1);
     lua_pushlstring(L, b->data, b->len);
     return 1;
+}
+
+/* buffer:free(): its memory now; using it afterwards raises. Idempotent. */
+static int l_buffer_free(lua_State *L) {
+    buffer_release(L, check_buffer(L, 1));
+    return 0;
+}
+
+static int l_buffer_gc(lua_State *L) {
+    buffer_release(L, check_buffer(L, 1));
+    return 0;
 }
 
 /* The text argument of decode / decode_each: a string or a buffer. */
@@ -1593,6 +1632,7 @@ static const char *text_arg(lua_State *L, int idx, size_t *len, const char *fn) 
     if (lua_type(L, idx) == LUA_TSTRING) return lua_tolstring(L, idx, len);
     text_buffer *b = luaL_testudata(L, idx, BUFFER_MT);
     if (!b) luaL_error(L, "ae.json.%s: text must be a string or a json.buffer, got %s", fn, luaL_typename(L, idx));
+    if (!b->data) luaL_error(L, "ae.json.%s: the json.buffer was freed", fn);
     *len = b->len;
     return b->data;
 }
@@ -1839,8 +1879,9 @@ int luaopen_ae_json(lua_State *L) {
                                    {"buffer", l_buffer},
                                    {"select", l_select},
                                    {NULL, NULL}};
-    static const luaL_Reg buffer_m[] = {
-        {"append", l_buffer_append}, {"__len", l_buffer_len}, {"__tostring", l_buffer_tostring}, {NULL, NULL}};
+    static const luaL_Reg buffer_m[] = {{"append", l_buffer_append}, {"free", l_buffer_free},
+                                        {"__len", l_buffer_len},     {"__tostring", l_buffer_tostring},
+                                        {"__gc", l_buffer_gc},       {NULL, NULL}};
     init_tables();
     if (luaL_newmetatable(L, BUFFER_MT)) {
         luaL_setfuncs(L, buffer_m, 0);

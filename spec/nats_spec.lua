@@ -182,9 +182,10 @@ describe("ae.nats", function()
     for i = 1, 30000 do rows[i] = { id = i, name = "edge-with-a-long-name-" .. i } end -- ~1.3 MB: offloaded
     local sub = assert(nats.serve(subj, function() return { status = 200, body = rows } end))
     assert(nats.flush(2))
-    local got, decoded, kinds = 0, 0, {}
+    local got, decoded, kinds, kept = 0, 0, {}, nil
     local reply = assert(nats.request(subj, { request_id = "S1", body = {} }, { timeout = 5,
       decode = function(text)
+        kept = text
         decoded = decoded + 1
         kinds[decoded] = type(text) == "string" and "string" or tostring(getmetatable(text).__name)
         got = 0 -- a fresh count per decode: the stub, then the recovered text
@@ -199,6 +200,8 @@ describe("ae.nats", function()
     assert.equal(30000, got)
     assert.equal(2, decoded) -- the stub and the offloaded text
     assert.same({ "string", "ae.json.buffer" }, kinds) -- read from Redis a chunk at a time into a json.buffer
+    assert.equal(0, #kept) -- freed once decode returned
+    assert.has_error(function() json.decode(kept) end, "ae.json.decode: the json.buffer was freed")
     assert.has_error(function() nats.request(subj, {}, { decode = "json" }) end)
     sub:unsubscribe()
   end)

@@ -125,7 +125,9 @@ local function read_offloaded(r, token)
 end
 
 -- Recover an offloaded message ({"token":..., "is_stored": true}); the text
--- given to dec (json.decode, or a request's decode option) is a json.buffer.
+-- given to dec (json.decode, or a request's decode option) is a json.buffer,
+-- freed as soon as dec returns (it is outside Lua's accounting, see
+-- json.buffer): dec must not keep it.
 local function recover_one(stub, dec)
   local token = stub.token
   if type(token) ~= "string" or token == "" then
@@ -146,7 +148,9 @@ local function recover_one(stub, dec)
     count("aengine_nats_offload_errors", "Large-message offloads to Redis that failed", "op", "recover")
     return nil, "offloaded message " .. token .. " is not in Redis (expired or already read)"
   end
-  local v, derr = (dec or decode)(text)
+  local dok, v, derr = pcall(dec or decode, text)
+  text:free()
+  if not dok then error(v, 0) end
   if v == nil then
     count("aengine_nats_offload_errors", "Large-message offloads to Redis that failed", "op", "recover")
     return nil, "offloaded message " .. token .. " is not valid JSON: " .. tostring(derr)
@@ -215,8 +219,9 @@ end
 --- c:request(subject, msg, {timeout = 10, retry = false|"default"|"cache"|{...}, decode = fn})
 -- -> reply | nil, "ae.nats: <reason>"
 -- decode(text) -> value | nil, err replaces json.decode for the reply (and
--- for an offloaded reply's text, which is a json.buffer: json.decode and
--- json.decode_each read both), e.g. json.decode_each to stream its body.
+-- for an offloaded reply's text, which is a json.buffer valid only during the
+-- call: json.decode and json.decode_each read both), e.g. json.decode_each to
+-- stream its body.
 function Conn:request(subject, msg, opts)
   check_subject(subject, "request")
   opts = opts or {}
