@@ -32,7 +32,8 @@ typedef struct stop_hook {
 struct ae_engine {
     struct event_base *base;
     /* tasks to resume, FIFO */
-    ae_task *ready_head, *ready_tail;
+    ae_task *ready_head, *ready_tail;     /* spawned or woken: resumed this turn */
+    ae_task *yielded_head, *yielded_tail; /* gave way (task.yield): resumed next turn */
     struct event *ready_ev;
     int in_ready; /* on_ready is resuming tasks */
     /* work posted from other threads */
@@ -59,41 +60,63 @@ struct event_base *ae_engine_base(void) {
 
 /* ------------------------------------------------------------ ready queue */
 
-void ae_engine_schedule(ae_task *t) {
+static void queue_append(ae_task **head, ae_task **tail, ae_task *t) {
     ae_task_retain(t); /* the queue's reference, dropped after the resume */
     ae_task_set_ready_next(t, NULL);
-    if (eng.ready_tail)
-        ae_task_set_ready_next(eng.ready_tail, t);
+    if (*tail)
+        ae_task_set_ready_next(*tail, t);
     else
-        eng.ready_head = t;
-    eng.ready_tail = t;
+        *head = t;
+    *tail = t;
+}
+
+void ae_engine_schedule(ae_task *t) {
+    queue_append(&eng.ready_head, &eng.ready_tail, t);
     if (!eng.in_ready) event_active(eng.ready_ev, EV_TIMEOUT, 0);
 }
 
-int ae_engine_has_ready(void) { return eng.ready_head != NULL; }
+void ae_engine_schedule_yielded(ae_task *t) {
+    if (!eng.in_ready) {
+        ae_engine_schedule(t);
+        return;
+    }
+    queue_append(&eng.yielded_head, &eng.yielded_tail, t);
+}
+
+int ae_engine_has_ready(void) { return eng.ready_head != NULL || eng.yielded_head != NULL; }
+
+/* Resumes per turn of the ready queue before the loop polls again. */
+#define RESUMES_PER_TURN 1024
 
 static void on_ready(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
     (void)arg;
-    /* Resume only the tasks queued so far; tasks readied meanwhile go to the
-     * next round so I/O events are not starved. That round is a zero timeout,
-     * not event_active: libevent runs an event activated from a callback in the
-     * same pass, so a task that yields in a loop (task.yield) would keep the
-     * loop from ever polling, and the writes it queued would wait for its end. */
+    /* A turn resumes the tasks spawned or woken so far and those spawned or
+     * woken by them (a chain of hand-overs costs no poll), up to
+     * RESUMES_PER_TURN; a task that yields (task.yield) waits for the next
+     * turn, after a poll with a zero timeout, so I/O is served between. Not
+     * event_active for that: libevent runs an event activated from a callback
+     * in the same pass, so a task that yields in a loop would keep the loop from
+     * ever polling, and the writes it queued would wait for its end. */
     static const struct timeval next_round = {0, 0};
-    ae_task *last = eng.ready_tail;
     eng.in_ready = 1;
-    while (eng.ready_head) {
+    for (int n = 0; eng.ready_head && n < RESUMES_PER_TURN; n++) {
         ae_task *t = eng.ready_head;
         eng.ready_head = ae_task_ready_next(t);
         if (!eng.ready_head) eng.ready_tail = NULL;
-        int was_last = (t == last);
         ae_task_resume_now(t);
         ae_task_release(t);
-        if (was_last) break;
     }
     eng.in_ready = 0;
+    if (eng.yielded_head) { /* behind anything still ready */
+        if (eng.ready_tail)
+            ae_task_set_ready_next(eng.ready_tail, eng.yielded_head);
+        else
+            eng.ready_head = eng.yielded_head;
+        eng.ready_tail = eng.yielded_tail;
+        eng.yielded_head = eng.yielded_tail = NULL;
+    }
     if (eng.ready_head) event_add(eng.ready_ev, &next_round);
 }
 

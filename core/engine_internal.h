@@ -10,6 +10,7 @@ int ae_engine_init(void);
 int ae_engine_run(void);
 void ae_engine_free(void);
 void ae_engine_schedule(ae_task *t);
+void ae_engine_schedule_yielded(ae_task *t); /* task.yield: after the next poll */
 int ae_engine_has_ready(void);
 void ae_engine_set_reload_handler(void (*fn)(void));
 void ae_engine_set_shutdown_deadline(double seconds);

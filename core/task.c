@@ -226,7 +226,7 @@ void ae_task_resume_now(ae_task *t) {
             /* a bare coroutine.yield() at task level: let others run, come back */
             lua_pop(t->co, nres);
             t->state = T_READY;
-            ae_engine_schedule(t);
+            ae_engine_schedule_yielded(t);
         }
         return;
     }

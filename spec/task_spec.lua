@@ -194,7 +194,7 @@ describe("ae.task", function()
   end)
 
   -- a task that yields in a loop must not keep the event loop from polling:
-  -- tasks readied while the ready queue runs wait for the next loop round
+  -- a yielding task waits for the next loop round
   it("a task yielding in a loop lets timers and I/O run in between", function()
     local steps, woke_at = 0, nil
     local sleeper = task.spawn(function()
@@ -209,6 +209,33 @@ describe("ae.task", function()
     local woke_while_yielding = woke_at
     assert.is_true(sleeper:wait())
     assert.is_not_nil(woke_while_yielding, "the sleeper's timer never fired while the other task yielded")
+  end)
+
+  it("a chain of wakes between tasks runs within one turn of the loop, without a poll per hand-over", function()
+    local core = require "ae.core.task"
+    local hops, done = 0, false
+    local ping
+    local pong = task.spawn(function()
+      while core.suspend() ~= "stop" do core.wake(ping.handle) end
+    end)
+    ping = task.spawn(function()
+      for _ = 1, 200 do
+        core.wake(pong.handle)
+        core.suspend()
+        hops = hops + 1
+      end
+      done = true
+      core.wake(pong.handle, "stop")
+    end)
+    local turns = 0
+    while not done and turns < 10000 do
+      turns = turns + 1
+      task.yield() -- one turn of the loop per yield
+    end
+    assert.is_true(ping:wait())
+    assert.is_true(pong:wait())
+    assert.equal(200, hops)
+    assert.is_true(turns <= 3, "200 hand-overs took " .. turns .. " turns of the loop")
   end)
 
   it("rejects waiting outside a task", function()
