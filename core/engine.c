@@ -85,8 +85,12 @@ void ae_engine_schedule_yielded(ae_task *t) {
 
 int ae_engine_has_ready(void) { return eng.ready_head != NULL || eng.yielded_head != NULL; }
 
-/* Resumes per turn of the ready queue before the loop polls again. */
+/* A turn of the ready queue ends, and the loop polls, once it has resumed
+ * this many tasks or run this long: the engine's own deferred work (a
+ * drained unit's close, libevent's zero-timeout events) and I/O wait at most
+ * that long for a chain of tasks handing over to each other. */
 #define RESUMES_PER_TURN 1024
+#define TURN_SECONDS 0.001
 
 static void on_ready(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
@@ -94,14 +98,15 @@ static void on_ready(evutil_socket_t fd, short what, void *arg) {
     (void)arg;
     /* A turn resumes the tasks spawned or woken so far and those spawned or
      * woken by them (a chain of hand-overs costs no poll), up to
-     * RESUMES_PER_TURN; a task that yields (task.yield) waits for the next
+     * RESUMES_PER_TURN or TURN_SECONDS; a task that yields (task.yield) waits for the next
      * turn, after a poll with a zero timeout, so I/O is served between. Not
      * event_active for that: libevent runs an event activated from a callback
      * in the same pass, so a task that yields in a loop would keep the loop from
      * ever polling, and the writes it queued would wait for its end. */
     static const struct timeval next_round = {0, 0};
     eng.in_ready = 1;
-    for (int n = 0; eng.ready_head && n < RESUMES_PER_TURN; n++) {
+    double until = ae_clock_monotonic() + TURN_SECONDS;
+    for (int n = 0; eng.ready_head && n < RESUMES_PER_TURN && (n == 0 || ae_clock_monotonic() < until); n++) {
         ae_task *t = eng.ready_head;
         eng.ready_head = ae_task_ready_next(t);
         if (!eng.ready_head) eng.ready_tail = NULL;

@@ -238,6 +238,33 @@ describe("ae.task", function()
     assert.is_true(turns <= 3, "200 hand-overs took " .. turns .. " turns of the loop")
   end)
 
+  it("a chain of hand-overs that never stops still lets timers fire (a turn is bounded)", function()
+    local core = require "ae.core.task"
+    local woke_at, hops = nil, 0
+    local sleeper = task.spawn(function()
+      task.sleep(0.005)
+      woke_at = hops
+    end)
+    local ping
+    local t0 = os.clock()
+    local pong = task.spawn(function()
+      while core.suspend() ~= "stop" do core.wake(ping.handle) end
+    end)
+    ping = task.spawn(function()
+      while not woke_at and os.clock() - t0 < 2 do
+        core.wake(pong.handle)
+        core.suspend()
+        hops = hops + 1
+      end
+      core.wake(pong.handle, "stop")
+    end)
+    assert.is_true(ping:wait())
+    assert.is_true(pong:wait())
+    assert.is_true(sleeper:wait())
+    assert.is_not_nil(woke_at)
+    assert.is_true(os.clock() - t0 < 1, "the sleeper's timer waited for the chain's 2 s guard")
+  end)
+
   it("rejects waiting outside a task", function()
     local co = coroutine.create(function() task.sleep(0) end)
     local ok, err = coroutine.resume(co)
