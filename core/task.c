@@ -217,7 +217,7 @@ void ae_task_resume_now(ae_task *t) {
     lua_State *profiled = ae_profile_enter(t->co);
     int st = lua_resume(t->co, NULL, t->nargs, &nres);
     ae_profile_enter(profiled);
-    ae_watchdog_enter(watched);
+    ae_watchdog_leave(watched);
     u->in_resume--;
     t->nargs = 0;
     running = outer;

@@ -61,14 +61,20 @@ static void on_tick(int sig) {
 
 lua_State *ae_watchdog_enter(lua_State *co) {
     lua_State *was = watched;
-    if (co) {
-        /* a hook armed during an earlier resume of this thread: this one starts clean */
-        if (lua_gethook(co) == budget_hook) lua_sethook(co, NULL, 0, 0);
-        watched_budget = ae_unit_of(co)->instr_budget;
-    }
+    /* a hook armed during an earlier resume of this thread: this one starts clean */
+    if (lua_gethook(co) == budget_hook) lua_sethook(co, NULL, 0, 0);
+    watched_budget = ae_unit_of(co)->instr_budget;
     resumes++;
     watched = co;
     return was;
+}
+
+void ae_watchdog_leave(lua_State *was) {
+    /* back in the resume that was running (a nested resume), or none; its
+     * hook, if the watchdog armed one, stays */
+    watched_budget = was ? ae_unit_of(was)->instr_budget : 0;
+    resumes++;
+    watched = was;
 }
 
 void ae_watchdog_pause(int on) { paused = on; }

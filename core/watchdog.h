@@ -7,8 +7,10 @@
 #include <time.h>
 
 void ae_watchdog_init(void); /* on the loop thread; reads AE_WATCHDOG_MS */
-/* Around lua_resume of a task thread: returns the previous one, to restore. */
+/* Around lua_resume of a task thread: enter returns the previous one, which
+ * leave restores. */
 lua_State *ae_watchdog_enter(lua_State *co);
+void ae_watchdog_leave(lua_State *was);
 void ae_watchdog_pause(int paused);  /* the profiler counts the budget itself */
 void ae_watchdog_open(lua_State *L); /* a new unit state: coroutine.create / wrap hooked */
 
