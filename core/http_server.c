@@ -1045,15 +1045,6 @@ static int l_start(lua_State *L) {
     return 2;
 }
 
-/* respond(pending, status, headers, body) -> true if sent */
-/* Write a reply at once instead of on the next loop iteration. evhttp_send_reply
- * only enables the connection's write event: epoll then reports the socket
- * writable, the reply is written and the event is disabled again, two
- * epoll_ctl calls and a wakeup per request (40 % of a busy server's system
- * calls; each is costly on a paravirtualized VM). When the whole reply fits
- * in the socket, tell evhttp the write is done (its write callback finishes
- * the request and goes back to reading, which disables the write event before
- * the loop ever applied it). A partial write leaves the rest to evhttp. */
 /* What evhttp may write in one go when it writes the rest of a large reply.
  * Libevent's default is 16 KB per loop iteration, so the rest of an 18 MB
  * reply took ~1,100 iterations of a busy server's loop (over a second). */
@@ -1087,6 +1078,7 @@ static void write_now(struct evhttp_connection *evcon) {
         bufferevent_set_max_single_write(bev, HTTPD_MAX_SINGLE_WRITE);
 }
 
+/* respond(pending, status, headers, body) -> true if sent */
 static int l_respond(lua_State *L) {
     pending *p = luaL_checkudata(L, 1, PENDING_MT);
     int status = (int)luaL_checkinteger(L, 2);

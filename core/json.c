@@ -1616,13 +1616,9 @@ static int l_buffer_tostring(lua_State *L) {
     return 1;
 }
 
-/* buffer:free(): its memory now; using it afterwards raises. Idempotent. */
+/* buffer:free(): its memory now; using it afterwards raises. Idempotent.
+ * Also the buffer's __gc. */
 static int l_buffer_free(lua_State *L) {
-    buffer_release(L, check_buffer(L, 1));
-    return 0;
-}
-
-static int l_buffer_gc(lua_State *L) {
     buffer_release(L, check_buffer(L, 1));
     return 0;
 }
@@ -1881,7 +1877,7 @@ int luaopen_ae_json(lua_State *L) {
                                    {NULL, NULL}};
     static const luaL_Reg buffer_m[] = {{"append", l_buffer_append}, {"free", l_buffer_free},
                                         {"__len", l_buffer_len},     {"__tostring", l_buffer_tostring},
-                                        {"__gc", l_buffer_gc},       {NULL, NULL}};
+                                        {"__gc", l_buffer_free},     {NULL, NULL}};
     init_tables();
     if (luaL_newmetatable(L, BUFFER_MT)) {
         luaL_setfuncs(L, buffer_m, 0);

@@ -168,7 +168,7 @@ static void budget_chunk_hook(lua_State *L, lua_Debug *ar);
 
 static void arm_budget(lua_State *L) {
     if (budget_left < 0)
-        ae_task_restore_hook(L); /* no budget: no hook */
+        lua_sethook(L, NULL, 0, 0); /* no budget: no hook, as a task runs (watchdog.c) */
     else
         lua_sethook(L, budget_chunk_hook, LUA_MASKCOUNT,
                     (int)(budget_left < BUDGET_CHUNK ? budget_left : BUDGET_CHUNK));
@@ -177,9 +177,7 @@ static void arm_budget(lua_State *L) {
 static void budget_chunk_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
     budget_left -= lua_gethookcount(L);
-    if (budget_left <= 0)
-        luaL_error(L, "instruction budget exceeded: more than %I Lua instructions without waiting",
-                   (lua_Integer)ae_unit_of(L)->instr_budget);
+    if (budget_left <= 0) ae_watchdog_budget_exceeded(L);
     arm_budget(L);
 }
 

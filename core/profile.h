@@ -7,7 +7,6 @@
 void ae_profile_init(void); /* on the loop thread; reads AE_PROFILE / AE_PROFILE_HZ */
 /* Around lua_resume of a task thread: returns the previous one, to restore. */
 lua_State *ae_profile_enter(lua_State *co);
-void ae_profile_write(void);             /* at engine exit: the report, then off */
-void ae_task_restore_hook(lua_State *L); /* task.c: the task's normal hook */
+void ae_profile_write(void); /* at engine exit: the report, then off */
 
 #endif

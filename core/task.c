@@ -146,11 +146,6 @@ void ae_task_release(ae_task *t) {
 
 /* ---------------------------------------------------------------- resume */
 
-/* The hook a running task normally has: none (watchdog.c arms the budget's
- * hook when a resume runs long). The profiler's one-shot sampling hook
- * (profile.c) puts it back after taking its sample. */
-void ae_task_restore_hook(lua_State *L) { lua_sethook(L, NULL, 0, 0); }
-
 static void unlink_task(ae_task *t) {
     ae_unit *u = t->unit;
     if (t->prev)

@@ -42,10 +42,14 @@ static volatile unsigned long resumes; /* resumes entered so far */
 static unsigned long seen_at_tick;     /* `resumes` at the previous tick */
 static volatile sig_atomic_t paused;   /* while the profiler counts the budget */
 
+int ae_watchdog_budget_exceeded(lua_State *L) {
+    return luaL_error(L, "instruction budget exceeded: more than %I Lua instructions without waiting",
+                      (lua_Integer)ae_unit_of(L)->instr_budget);
+}
+
 static void budget_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
-    luaL_error(L, "instruction budget exceeded: more than %I Lua instructions without waiting",
-               (lua_Integer)ae_unit_of(L)->instr_budget);
+    ae_watchdog_budget_exceeded(L);
 }
 
 static int hook_count(long budget) { return budget > INT_MAX ? INT_MAX : (int)budget; }

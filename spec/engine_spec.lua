@@ -45,23 +45,21 @@ end)
 
 describe("units and tasks", function()
   it("a task error is logged with traceback, unit and task name; the unit goes on", function()
-    local script = child.write([[
+    local out, rc = child.exec([[
       local task = require "ae.task"
       local t = task.spawn(function() local x = nil; return x.field end)
       task.name(t.handle, "doomed")
       t:wait()
       print("still alive")
     ]])
-    local out, rc = child.run({ "exec", script })
     assert.equal(0, rc)
     assert.matches("ERROR: task 'doomed' failed: .*attempt to index a nil value", out)
     assert.matches("stack traceback", out)
     assert.matches("still alive", out)
-    os.remove(script)
   end)
 
   it("the memory cap stops only the task that exceeds it", function()
-    local script = child.write([[
+    local out, rc = child.exec([[
       local task = require "ae.task"
       local hog = task.spawn(function()
         local t = {}
@@ -72,16 +70,14 @@ describe("units and tasks", function()
       collectgarbage()
       local fine = task.spawn(function() return #(("y"):rep(1000)) end)
       print("fine:", fine:wait())
-    ]])
-    local out, rc = child.run({ "exec", script }, { AE_MEMORY_LIMIT_MB = "40" })
+    ]], { AE_MEMORY_LIMIT_MB = "40" })
     assert.equal(0, rc)
     assert.matches("hog:%s+false%s+not enough memory", out)
     assert.matches("fine:%s+true%s+1000", out)
-    os.remove(script)
   end)
 
   it("the instruction budget stops a runaway task with a clear error", function()
-    local script = child.write([[
+    local out, rc = child.exec([[
       local task = require "ae.task"
       local spin = task.spawn(function() while true do end end)
       local ok, err = spin:wait()
@@ -95,16 +91,14 @@ describe("units and tasks", function()
         return n
       end)
       print("polite:", polite:wait())
-    ]])
-    local out, rc = child.run({ "exec", script }, { AE_INSTRUCTION_BUDGET = "1000000" })
+    ]], { AE_INSTRUCTION_BUDGET = "1000000" })
     assert.equal(0, rc)
     assert.matches("spin:%s+false%s+.*instruction budget exceeded", out)
     assert.matches("polite:%s+true%s+200000", out)
-    os.remove(script)
   end)
 
   it("tasks run without a hook until the watchdog arms the budget; nested coroutines are hooked from birth", function()
-    local script = child.write([[
+    local out, rc = child.exec([[
       local task = require "ae.task"
       print("fast:", task.spawn(function() return debug.gethook() == nil end):wait())
       local co = coroutine.create(function() return select(3, debug.gethook()) end)
@@ -120,19 +114,17 @@ describe("units and tasks", function()
       end)
       print("create:", made:wait())
       print("after:", task.spawn(function() return debug.gethook() == nil end):wait())
-    ]])
-    local out, rc = child.run({ "exec", script }, { AE_INSTRUCTION_BUDGET = "1000000" })
+    ]], { AE_INSTRUCTION_BUDGET = "1000000" })
     assert.equal(0, rc, out)
     assert.matches("fast:%s+true%s+true", out)
     assert.matches("nested count:%s+true%s+1000000", out)
     assert.matches("wrap:%s+false%s+.*instruction budget exceeded", out)
     assert.matches("create:%s+true%s+false%s+.*instruction budget exceeded", out)
     assert.matches("after:%s+true%s+true", out)
-    os.remove(script)
   end)
 
   it("a long resume gets the budget's hook, and its next resume starts without it", function()
-    local script = child.write([[
+    local out, rc = child.exec([[
       local task = require "ae.task"
       local t = task.spawn(function()
         local t0 = os.clock()
@@ -142,11 +134,9 @@ describe("units and tasks", function()
         return armed, debug.gethook() == nil
       end)
       print("long:", t:wait())
-    ]])
-    local out, rc = child.run({ "exec", script }, { AE_INSTRUCTION_BUDGET = "1000000000" })
+    ]], { AE_INSTRUCTION_BUDGET = "1000000000" })
     assert.equal(0, rc, out)
     assert.matches("long:%s+true%s+true%s+true", out)
-    os.remove(script)
   end)
 
   it("runs the units of a config file, each with its own config table and state", function()

@@ -33,6 +33,14 @@ function M.write(text, suffix)
   return path
 end
 
+--- exec(source, env) -> output, exit code of `aengine exec` on a temp script holding source
+function M.exec(source, env)
+  local path = M.write(source)
+  local out, rc = M.run({ "exec", path }, env)
+  os.remove(path)
+  return out, rc
+end
+
 --- write_file(path, text): write text to a file at a chosen path
 function M.write_file(path, text)
   local f = assert(io.open(path, "w"))
